@@ -1,0 +1,163 @@
+"""The only reader of ``settings.NOTIFICATIONS``: defaults, validation, a cache reset on change."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from functools import cache
+from typing import Any, NamedTuple
+
+from django.conf import settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+
+DEFAULTS: dict[str, Any] = {
+    # Where the save hook publishes and the listener subscribes.
+    "REDIS_URL": "redis://127.0.0.1:6379/0",
+    # The pub/sub channel name; give each site sharing one Redis its own.
+    "CHANNEL": "notifications",
+    # How often the listener looks for committed-but-undispatched rows (missed messages,
+    # Redis outages, scheduled ones): short enough that an outage heals in seconds, long
+    # enough that an idle site costs one cheap indexed query every few seconds.
+    "SWEEP_INTERVAL": 5.0,
+    # Audiences are resolved and Delivery rows inserted this many users at a time, so a
+    # broadcast to 100k users never holds one giant query or list in memory.
+    "CHUNK_SIZE": 2000,
+    # After a failed PUBLISH, skip further attempts for this long: a request should not pay
+    # a connect timeout per save while Redis is down; the sweep delivers those rows.
+    "PUBLISH_BACKOFF": 5.0,
+    # Connect/read timeout of the save hook's PUBLISH, in seconds.
+    "PUBLISH_TIMEOUT": 1.0,
+    # Most notifications the bell asks for on sync, and the page size cap of the API.
+    "MAX_SYNC": 200,
+    # Largest list of ids a client frame may carry.
+    "MAX_IDS": 500,
+    # Largest client frame in bytes; bigger closes the socket with 4413.
+    "MAX_FRAME_BYTES": 64 * 1024,
+    # Token bucket per socket: sustained frames per second and burst; past it, close 4429.
+    "RATE_LIMIT_PER_SECOND": 10.0,
+    "RATE_LIMIT_BURST": 40,
+    # Listener reconnect backoff: first delay and ceiling, in seconds (with jitter). The
+    # ceiling stays near SWEEP_INTERVAL so a Redis outage heals within two sweeps of its end.
+    "RECONNECT_MIN_DELAY": 0.5,
+    "RECONNECT_MAX_DELAY": 5.0,
+    # redis-py pings an idle subscription this often, so a silent half-open connection is
+    # noticed and replaced instead of waiting forever.
+    "HEALTH_CHECK_INTERVAL": 10.0,
+    # Send a welcome notification to every new user (a model-signal example).
+    "WELCOME_NEW_USERS": True,
+    # Tell users when they are added to a Group (a model-signal example).
+    "NOTIFY_GROUP_JOINS": True,
+}
+
+
+@dataclass(frozen=True)
+class NotificationSettings:
+    """Validated, typed view of ``settings.NOTIFICATIONS``."""
+
+    REDIS_URL: str
+    CHANNEL: str
+    SWEEP_INTERVAL: float
+    CHUNK_SIZE: int
+    PUBLISH_BACKOFF: float
+    PUBLISH_TIMEOUT: float
+    MAX_SYNC: int
+    MAX_IDS: int
+    MAX_FRAME_BYTES: int
+    RATE_LIMIT_PER_SECOND: float
+    RATE_LIMIT_BURST: int
+    RECONNECT_MIN_DELAY: float
+    RECONNECT_MAX_DELAY: float
+    HEALTH_CHECK_INTERVAL: float
+    WELCOME_NEW_USERS: bool
+    NOTIFY_GROUP_JOINS: bool
+
+
+def user_values() -> dict[str, Any]:
+    """Return the raw ``settings.NOTIFICATIONS`` dict (empty when unset)."""
+    value = getattr(settings, "NOTIFICATIONS", None)
+    return value if value is not None else {}
+
+
+class Problem(NamedTuple):
+    """One invalid setting: check id, the key at fault, and what to say about it."""
+
+    id: str
+    key: str
+    message: str
+    hint: str
+
+
+def problems(values: Any) -> list[Problem]:
+    """Return every invalid entry of ``NOTIFICATIONS``; the system checks report them."""
+    found: list[Problem] = []
+    if not isinstance(values, dict):
+        return [Problem("E001", "", "NOTIFICATIONS must be a dict.", "Set NOTIFICATIONS = {...}.")]
+    for key in sorted(set(values) - set(DEFAULTS)):
+        found.append(
+            Problem(
+                "E002",
+                key,
+                f"NOTIFICATIONS has an unknown key {key!r}.",
+                "Known keys: " + ", ".join(sorted(DEFAULTS)) + ".",
+            )
+        )
+    merged = {**DEFAULTS, **{k: v for k, v in values.items() if k in DEFAULTS}}
+    for field in fields(NotificationSettings):
+        value = merged[field.name]
+        expected = field.type
+        ok = _has_type(value, expected)
+        if ok and expected in ("float", "int") and value <= 0:
+            ok = False
+        if ok and expected == "str" and not value:
+            ok = False
+        if not ok:
+            found.append(
+                Problem(
+                    "E003",
+                    field.name,
+                    f"NOTIFICATIONS[{field.name!r}] = {value!r} is invalid.",
+                    f"Use a {'positive number' if expected in ('float', 'int') else expected}; "
+                    f"the default is {DEFAULTS[field.name]!r}.",
+                )
+            )
+    url = merged["REDIS_URL"]
+    if isinstance(url, str) and not url.startswith(("redis://", "rediss://", "unix://")):
+        found.append(
+            Problem(
+                "E004",
+                "REDIS_URL",
+                f"NOTIFICATIONS['REDIS_URL'] = {url!r} is not a Redis URL.",
+                "Use redis://[:password@]host:port/db, rediss://… for TLS, or unix://path.",
+            )
+        )
+    return found
+
+
+def _has_type(value: Any, expected: str) -> bool:
+    if expected == "bool":
+        return isinstance(value, bool)
+    if expected == "int":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if expected == "float":
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    return isinstance(value, str)
+
+
+@cache
+def get() -> NotificationSettings:
+    """Return the app settings; invalid values fall back to defaults (the checks report them)."""
+    values = user_values()
+    if not isinstance(values, dict):
+        values = {}
+    bad = {problem.key for problem in problems(values)}
+    merged = {
+        key: (values[key] if key in values and key not in bad else default)
+        for key, default in DEFAULTS.items()
+    }
+    return NotificationSettings(**merged)
+
+
+@receiver(setting_changed, dispatch_uid="notifications.conf.reset")
+def _reset(*, setting: str, **kwargs: Any) -> None:
+    if setting == "NOTIFICATIONS":
+        get.cache_clear()

@@ -1,0 +1,158 @@
+"""NotificationConsumer: authenticate, join server-named groups, translate frames."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.contrib.auth import get_user_model
+
+from notifications import conf, events
+from notifications.dispatch import apush_read
+from notifications.events import ClientFrame, FrameError
+from notifications.selectors import alast_notification_id, amissed_since, aunread_count
+from notifications.services import (
+    adeliveries_mark_all_read,
+    adeliveries_mark_delivered,
+    adeliveries_mark_read,
+)
+from notifications.throttle import TokenBucket
+
+logger = logging.getLogger(__name__)
+
+# Close codes: HTTP's, plus 4000 (autobahn accepts only 1000 and 3000-4999).
+CLOSE_UNAUTHENTICATED = 4401
+CLOSE_TOO_LARGE = 4413
+CLOSE_TOO_MANY = 4429
+
+
+def groups_for_user(user_id: int) -> set[str] | None:
+    """Return the layer groups a user's sockets belong in, or None for a gone/inactive user."""
+    user = (
+        get_user_model().objects.filter(pk=user_id, is_active=True).only("pk", "is_staff").first()
+    )
+    if user is None:
+        return None
+    names = {events.user_group(user.pk), events.GROUP_ALL}
+    if user.is_staff:
+        names.add(events.GROUP_STAFF)
+    names.update(
+        events.auth_group_group(group_id) for group_id in user.groups.values_list("pk", flat=True)
+    )
+    return names
+
+
+agroups_for_user = database_sync_to_async(groups_for_user)
+
+
+class NotificationConsumer(AsyncWebsocketConsumer):
+    """One browser tab's socket at /ws/notifications/."""
+
+    user_id: int | None = None
+
+    async def connect(self) -> None:
+        user = self.scope.get("user")
+        self.joined: set[str] = set()
+        if user is None or not user.is_authenticated:
+            # Accept, then close with 4401, so the page can tell "log in again" from a drop.
+            await self.accept()
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        self.user_id = user.pk
+        settings = conf.get()
+        self.max_frame_bytes = settings.MAX_FRAME_BYTES
+        self.max_ids = settings.MAX_IDS
+        self.bucket = TokenBucket(settings.RATE_LIMIT_PER_SECOND, settings.RATE_LIMIT_BURST)
+        if not await self._sync_groups():
+            await self.accept()
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        await self.accept()
+        unread = await aunread_count(self.user_id)
+        last_id = await alast_notification_id(self.user_id)
+        await self.send_json(events.hello_frame(unread, last_id))
+
+    async def disconnect(self, code: int) -> None:
+        for group in self.joined:
+            await self.channel_layer.group_discard(group, self.channel_name)
+        self.joined = set()
+
+    async def _sync_groups(self) -> bool:
+        """Join the groups the server derives for this user; leave any no longer theirs."""
+        assert self.user_id is not None  # noqa: S101
+        wanted = await agroups_for_user(self.user_id)
+        if wanted is None:
+            return False
+        for group in wanted - self.joined:
+            await self.channel_layer.group_add(group, self.channel_name)
+        for group in self.joined - wanted:
+            await self.channel_layer.group_discard(group, self.channel_name)
+        self.joined = wanted
+        return True
+
+    async def send_json(self, content: dict[str, Any]) -> None:
+        await self.send(text_data=json.dumps(content, separators=(",", ":")))
+
+    # ---- client → server -----------------------------------------------------------------
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if self.user_id is None:
+            return
+        if _frame_size(text_data, bytes_data) > self.max_frame_bytes:
+            await self.close(code=CLOSE_TOO_LARGE)
+            return
+        if not self.bucket.take():
+            logger.info("Closing a flooding socket of user %s", self.user_id)
+            await self.close(code=CLOSE_TOO_MANY)
+            return
+        try:
+            frame = events.parse_client_frame(text_data, max_ids=self.max_ids)
+        except FrameError as exc:
+            await self.send_json(events.error_frame(exc.code, exc.detail))
+            return
+        handler = getattr(self, f"on_{frame.type}")
+        await handler(frame)
+
+    async def on_ping(self, frame: ClientFrame) -> None:
+        await self.send_json(events.pong_frame())
+
+    async def on_ack(self, frame: ClientFrame) -> None:
+        await adeliveries_mark_delivered(self.user_id, frame.ids)
+
+    async def on_read(self, frame: ClientFrame) -> None:
+        await self._after_read(await adeliveries_mark_read(self.user_id, frame.ids))
+
+    async def on_read_all(self, frame: ClientFrame) -> None:
+        await self._after_read(await adeliveries_mark_all_read(self.user_id))
+
+    async def _after_read(self, result: Any) -> None:
+        if result.ids:
+            # Every socket of the user, this one included, hears it through the user's group.
+            await apush_read(self.user_id, result, self.channel_layer)
+        else:
+            await self.send_json(events.read_frame([], result.unread))
+
+    async def on_sync(self, frame: ClientFrame) -> None:
+        missed = await amissed_since(self.user_id, frame.since)
+        await self.send_json(events.missed_frame(missed))
+
+    # ---- channel layer → client ----------------------------------------------------------
+
+    async def notify_created(self, event: dict[str, Any]) -> None:
+        await self.send_json(events.notification_frame(event["notification"]))
+
+    async def notify_read(self, event: dict[str, Any]) -> None:
+        await self.send_json(events.read_frame(event["ids"], event["unread"]))
+
+    async def notify_membership(self, event: dict[str, Any]) -> None:
+        if not await self._sync_groups():
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+
+
+def _frame_size(text_data: str | None, bytes_data: bytes | None) -> int:
+    if text_data is not None:
+        return len(text_data.encode("utf-8", errors="surrogatepass"))
+    return len(bytes_data or b"")

@@ -1,0 +1,182 @@
+"""Handle one announced notification: claim it, resolve its audience, record, fan out.
+
+It knows the database and the channel layer, nothing of Redis pub/sub: the listener feeds it
+ids, and so can a test or a one-off command.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from channels.layers import BaseChannelLayer, get_channel_layer
+from django.contrib.auth import get_user_model
+from django.db import transaction
+from django.db.models import Min
+from django.utils import timezone
+
+from notifications import conf
+from notifications.events import (
+    GROUP_ALL,
+    GROUP_STAFF,
+    SerializedNotification,
+    auth_group_group,
+    layer_created_event,
+    layer_membership_event,
+    layer_read_event,
+    serialize_notification,
+    user_group,
+)
+from notifications.models import Audience, Notification
+from notifications.services import ReadResult, deliveries_record
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Dispatched:
+    """A notification this process claimed and recorded, ready to push."""
+
+    id: int
+    notification: SerializedNotification
+    groups: list[str]
+    recipient_count: int
+    expired: bool = False
+    elapsed_ms: float = 0.0
+    audience: str = ""
+
+
+def audience_queryset(notification: Notification) -> Any:
+    """Return the active users the notification is meant for."""
+    users = get_user_model().objects.filter(is_active=True)
+    if notification.audience == Audience.USER:
+        return users.filter(pk=notification.recipient_id)
+    if notification.audience == Audience.GROUP:
+        return users.filter(groups=notification.group_id)
+    if notification.audience == Audience.STAFF:
+        return users.filter(is_staff=True)
+    if notification.audience == Audience.ALL:
+        return users
+    raise ValueError(f"unknown audience {notification.audience!r}")
+
+
+def audience_user_ids(notification: Notification, chunk_size: int) -> Iterator[list[int]]:
+    """Yield the audience's user ids in ascending chunks (keyset pagination, no OFFSET)."""
+    users = audience_queryset(notification).order_by("pk")
+    last = 0
+    while True:
+        chunk = list(users.filter(pk__gt=last).values_list("pk", flat=True)[:chunk_size])
+        if not chunk:
+            return
+        yield chunk
+        last = chunk[-1]
+        if len(chunk) < chunk_size:
+            return
+
+
+def fan_out_groups(notification: Notification) -> list[str]:
+    """Return the layer groups to send to: one per audience, not one per user."""
+    if notification.audience == Audience.USER:
+        return [user_group(notification.recipient_id)]
+    if notification.audience == Audience.GROUP:
+        return [auth_group_group(notification.group_id)]
+    if notification.audience == Audience.STAFF:
+        return [GROUP_STAFF]
+    return [GROUP_ALL]
+
+
+def dispatch_notification(notification_id: int, now: datetime | None = None) -> Dispatched | None:
+    """Claim the notification and write its Delivery rows, in one transaction.
+
+    Returns None when there is nothing for this process to do: the row is gone, already
+    dispatched (by this or another listener), or scheduled for later. The claim is a
+    conditional UPDATE, the first statement of the transaction: on PostgreSQL a second
+    listener waits on the row lock and then finds it dispatched; on SQLite the write lock
+    serialises them. A crash before commit rolls the claim back, and the sweep retries.
+    """
+    started = time.perf_counter()
+    now = now or timezone.now()
+    chunk_size = conf.get().CHUNK_SIZE
+    with transaction.atomic():
+        claimed = Notification.objects.due(now).filter(pk=notification_id).update(dispatched_at=now)
+        if not claimed:
+            return None
+        notification = Notification.objects.get(pk=notification_id)
+        count = 0
+        expired = notification.expires_at is not None and notification.expires_at <= now
+        if not expired:
+            for chunk in audience_user_ids(notification, chunk_size):
+                count += deliveries_record(notification.pk, chunk)
+        Notification.objects.filter(pk=notification.pk).update(recipient_count=count)
+    return Dispatched(
+        id=notification.pk,
+        notification=serialize_notification(notification),
+        groups=[] if expired else fan_out_groups(notification),
+        recipient_count=count,
+        expired=expired,
+        elapsed_ms=(time.perf_counter() - started) * 1000,
+        audience=notification.audience,
+    )
+
+
+def dispatch_many(notification_ids: list[int]) -> list[Dispatched]:
+    """Dispatch each id in turn; one failure is logged and does not stop the others."""
+    results: list[Dispatched] = []
+    for notification_id in dict.fromkeys(notification_ids):
+        try:
+            result = dispatch_notification(notification_id)
+        except Exception:
+            logger.exception(
+                "Dispatching notification %s failed; the sweep will retry it", notification_id
+            )
+            continue
+        if result is not None:
+            results.append(result)
+    return results
+
+
+def due_notification_ids(limit: int = 500) -> list[int]:
+    """Return committed notifications that are due and not yet dispatched, oldest first."""
+    return list(Notification.objects.due().order_by("id").values_list("id", flat=True)[:limit])
+
+
+def next_scheduled_at() -> datetime | None:
+    """Return when the next scheduled notification falls due, or None."""
+    return (
+        Notification.objects.undispatched()
+        .filter(publish_at__gt=timezone.now())
+        .aggregate(next=Min("publish_at"))["next"]
+    )
+
+
+async def afan_out(dispatched: Dispatched, layer: BaseChannelLayer | None = None) -> None:
+    """Push a dispatched notification to its groups over the channel layer."""
+    layer = layer or get_channel_layer()
+    event = layer_created_event(dispatched.notification)
+    for group in dispatched.groups:
+        await layer.group_send(group, event)
+
+
+async def apush_read(
+    user_id: int, result: ReadResult, layer: BaseChannelLayer | None = None
+) -> None:
+    """Tell every socket of the user which ids are now read, so other tabs follow."""
+    if not result.ids:
+        return
+    layer = layer or get_channel_layer()
+    await layer.group_send(user_group(user_id), layer_read_event(result.ids, result.unread))
+
+
+async def apush_membership_changed(user_id: int, layer: BaseChannelLayer | None = None) -> None:
+    """Ask the user's sockets to rejoin their groups (staff flag or Group membership changed)."""
+    layer = layer or get_channel_layer()
+    await layer.group_send(user_group(user_id), layer_membership_event())
+
+
+push_read = async_to_sync(apush_read)
+push_membership_changed = async_to_sync(apush_membership_changed)

@@ -1,0 +1,201 @@
+"""The wire contract in one place: the pub/sub message, socket frames and layer events."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Literal, TypedDict
+
+from notifications.models import Notification
+
+PUBSUB_VERSION = 1
+
+
+class SerializedNotification(TypedDict):
+    id: int
+    title: str
+    body: str
+    level: str
+    url: str
+    created_at: str
+    read: bool
+
+
+class PubSubMessage(TypedDict):
+    v: int
+    event: Literal["created"]
+    id: int
+
+
+class EventError(ValueError):
+    """A pub/sub message that does not follow the contract."""
+
+
+class FrameError(ValueError):
+    """A client frame that does not follow the protocol; ``code`` goes in the error frame."""
+
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+
+
+# ---- pub/sub -----------------------------------------------------------------------------
+
+
+def build_created_message(notification_id: int) -> str:
+    """Return the PUBLISH payload announcing a committed notification."""
+    message: PubSubMessage = {"v": PUBSUB_VERSION, "event": "created", "id": int(notification_id)}
+    return json.dumps(message, separators=(",", ":"))
+
+
+def parse_pubsub_message(data: bytes | str) -> int:
+    """Return the notification id announced by a pub/sub payload, or raise EventError."""
+    try:
+        message = json.loads(data)
+    except (TypeError, ValueError, UnicodeDecodeError) as exc:
+        raise EventError(f"not JSON: {data[:80]!r}") from exc
+    if not isinstance(message, dict):
+        raise EventError("not an object")
+    if message.get("v") != PUBSUB_VERSION:
+        raise EventError(f"unsupported version {message.get('v')!r}")
+    if message.get("event") != "created":
+        raise EventError(f"unknown event {message.get('event')!r}")
+    notification_id = message.get("id")
+    if not _is_id(notification_id):
+        raise EventError(f"bad id {notification_id!r}")
+    return notification_id
+
+
+# ---- serialization -----------------------------------------------------------------------
+
+
+def serialize_notification(
+    notification: Notification, *, read: bool = False
+) -> SerializedNotification:
+    """Return a notification as every client sees it (socket frames and the JSON API)."""
+    return {
+        "id": notification.pk,
+        "title": notification.title,
+        "body": notification.body,
+        "level": notification.level,
+        "url": notification.url,
+        "created_at": notification.created_at.isoformat(),
+        "read": read,
+    }
+
+
+# ---- server → client frames --------------------------------------------------------------
+
+
+def hello_frame(unread: int, last_id: int | None) -> dict[str, Any]:
+    return {"type": "hello", "unread": unread, "last_id": last_id}
+
+
+def notification_frame(notification: SerializedNotification) -> dict[str, Any]:
+    return {"type": "notification", "notification": notification}
+
+
+def missed_frame(notifications: list[SerializedNotification]) -> dict[str, Any]:
+    return {"type": "missed", "notifications": notifications}
+
+
+def read_frame(ids: list[int], unread: int) -> dict[str, Any]:
+    return {"type": "read", "ids": ids, "unread": unread}
+
+
+def pong_frame() -> dict[str, Any]:
+    return {"type": "pong"}
+
+
+def error_frame(code: str, detail: str) -> dict[str, Any]:
+    return {"type": "error", "code": code, "detail": detail}
+
+
+# ---- client → server frames --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ClientFrame:
+    """A validated client frame: ``ids`` for ack/read, ``since`` for sync."""
+
+    type: Literal["ack", "read", "read_all", "sync", "ping"]
+    ids: tuple[int, ...] = ()
+    since: int | None = None
+
+
+CLIENT_TYPES = ("ack", "read", "read_all", "sync", "ping")
+
+
+def parse_client_frame(text: str | None, *, max_ids: int) -> ClientFrame:
+    """Validate one text frame from a browser; raise FrameError saying what is wrong."""
+    if text is None:
+        raise FrameError("binary_frame", "Send JSON text frames, not binary ones.")
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise FrameError("invalid_json", "The frame is not valid JSON.") from exc
+    if not isinstance(data, dict):
+        raise FrameError("invalid_frame", 'A frame must be a JSON object with a "type".')
+    frame_type = data.get("type")
+    if not isinstance(frame_type, str):
+        raise FrameError("invalid_frame", 'A frame must have a string "type".')
+    if frame_type not in CLIENT_TYPES:
+        raise FrameError(
+            "unknown_type", f"Unknown type; expected one of {', '.join(CLIENT_TYPES)}."
+        )
+    if frame_type in ("ack", "read"):
+        return ClientFrame(frame_type, ids=_parse_ids(data.get("ids"), max_ids))
+    if frame_type == "sync":
+        since = data.get("since")
+        if since is not None and not (_is_id(since) or since == 0):
+            raise FrameError("invalid_since", '"since" must be a notification id or null.')
+        return ClientFrame("sync", since=since)
+    return ClientFrame(frame_type)
+
+
+def _parse_ids(ids: Any, max_ids: int) -> tuple[int, ...]:
+    if not isinstance(ids, list):
+        raise FrameError("invalid_ids", '"ids" must be a list of notification ids.')
+    if len(ids) > max_ids:
+        raise FrameError("too_many_ids", f"At most {max_ids} ids per frame.")
+    if not all(_is_id(value) for value in ids):
+        raise FrameError("invalid_ids", '"ids" must hold positive integers only.')
+    return tuple(dict.fromkeys(ids))
+
+
+def _is_id(value: Any) -> bool:
+    # bool is an int subclass; JSON true must not pass for id 1. Cap at 2**63-1 (BigAutoField).
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2**63
+
+
+# ---- channel layer events ----------------------------------------------------------------
+# Consumers receive these; channels maps "notify.created" to the method notify_created.
+
+
+def layer_created_event(notification: SerializedNotification) -> dict[str, Any]:
+    return {"type": "notify.created", "notification": notification}
+
+
+def layer_read_event(ids: list[int], unread: int) -> dict[str, Any]:
+    return {"type": "notify.read", "ids": ids, "unread": unread}
+
+
+def layer_membership_event() -> dict[str, Any]:
+    """Tell a user's sockets to recompute their groups (staff flag or Group membership)."""
+    return {"type": "notify.membership"}
+
+
+# ---- group names -------------------------------------------------------------------------
+# Derived on the server from primary keys only; channels allows ASCII letters, digits, -_. .
+
+GROUP_ALL = "notifications.all"
+GROUP_STAFF = "notifications.staff"
+
+
+def user_group(user_id: int) -> str:
+    return f"notifications.user.{int(user_id)}"
+
+
+def auth_group_group(group_id: int) -> str:
+    return f"notifications.group.{int(group_id)}"

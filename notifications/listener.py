@@ -1,0 +1,269 @@
+"""The long-running loop: subscribe, receive, dispatch in batches, sweep, reconnect, stop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import signal
+import time
+from collections.abc import Callable
+from urllib.parse import urlsplit, urlunsplit
+
+import redis
+import redis.asyncio as aioredis
+from channels.db import database_sync_to_async
+from channels.layers import BaseChannelLayer, get_channel_layer
+from django.utils import timezone
+
+from notifications import conf
+from notifications.dispatch import (
+    Dispatched,
+    afan_out,
+    dispatch_many,
+    due_notification_ids,
+    next_scheduled_at,
+)
+from notifications.events import EventError, parse_pubsub_message
+
+logger = logging.getLogger(__name__)
+
+# Most ids handled in one trip to the database thread: big enough to amortise the hop under
+# a burst, small enough that a stop request waits for at most a fraction of a second.
+BATCH_SIZE = 500
+# How long one wait for a pub/sub message may last before the loop looks at its stop flag
+# and its timers again.
+POLL_SECONDS = 0.5
+
+
+class NotificationListener:
+    """Subscribe to the notifications channel and dispatch what it announces.
+
+    ``run()`` returns when ``stop()`` is called (or SIGINT/SIGTERM arrives, when
+    ``handle_signals`` is set); with ``once`` it dispatches the backlog and returns.
+    """
+
+    def __init__(
+        self,
+        *,
+        once: bool = False,
+        handle_signals: bool = True,
+        layer: BaseChannelLayer | None = None,
+        on_dispatched: Callable[[Dispatched], None] | None = None,
+    ) -> None:
+        self.settings = conf.get()
+        self.once = once
+        self.handle_signals = handle_signals
+        self.layer = layer
+        self.on_dispatched = on_dispatched
+        self.dispatched_total = 0
+        self._stop: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._next_scheduled: float | None = None
+        # Set while subscribed; tests and the health report wait on it.
+        self.subscribed: asyncio.Event | None = None
+
+    # ---- control -------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask the loop to finish its current batch and return; safe from any thread."""
+        if self._loop is None or self._stop is None:
+            return
+        if self._loop.is_running():
+            self._loop.call_soon_threadsafe(self._stop.set)
+
+    async def run(self) -> None:
+        """Run until stopped; with ``once``, until the backlog is empty."""
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        self.subscribed = asyncio.Event()
+        self.layer = self.layer or get_channel_layer()
+        installed = self._install_signal_handlers()
+        try:
+            if self.once:
+                await self.sweep()
+            else:
+                await self._run_forever()
+        finally:
+            for sig in installed:
+                self._loop.remove_signal_handler(sig)
+            logger.info(
+                "Listener stopped after dispatching %d notification(s)", self.dispatched_total
+            )
+
+    def _install_signal_handlers(self) -> list[signal.Signals]:
+        if not self.handle_signals or self._loop is None:
+            return []
+        installed = []
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._loop.add_signal_handler(sig, self._on_signal, sig)
+            except (NotImplementedError, RuntimeError, ValueError):  # not the main thread
+                continue
+            installed.append(sig)
+        return installed
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        logger.info("Received %s; finishing the current batch", sig.name)
+        assert self._stop is not None  # noqa: S101
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop is not None and self._stop.is_set()
+
+    # ---- the loop ------------------------------------------------------------------------
+
+    async def _run_forever(self) -> None:
+        delay = self.settings.RECONNECT_MIN_DELAY
+        while not self.stopping:
+            try:
+                await self._session()
+                delay = self.settings.RECONNECT_MIN_DELAY
+            except (redis.RedisError, OSError) as exc:
+                assert self.subscribed is not None  # noqa: S101
+                self.subscribed.clear()
+                # Full jitter: several listeners cut off together must not reconnect in step.
+                wait = delay / 2 + random.uniform(0, delay / 2)  # noqa: S311
+                logger.warning("Redis connection lost (%s); reconnecting in %.1f s", exc, wait)
+                await self._sleep(wait)
+                delay = min(delay * 2, self.settings.RECONNECT_MAX_DELAY)
+                # No sweep while Redis is away: its pushes would be lost on the layer. The
+                # sweep that follows every (re)subscribe catches up instead.
+
+    async def _session(self) -> None:
+        """One connection's life: subscribe, catch up, then receive until stopped or cut."""
+        client = aioredis.Redis.from_url(
+            self.settings.REDIS_URL,
+            socket_timeout=None,
+            socket_connect_timeout=5,
+            health_check_interval=self.settings.HEALTH_CHECK_INTERVAL,
+        )
+        pubsub = client.pubsub(ignore_subscribe_messages=True)
+        try:
+            await pubsub.subscribe(self.settings.CHANNEL)
+            logger.info(
+                "Subscribed to %r at %s", self.settings.CHANNEL, _redacted(self.settings.REDIS_URL)
+            )
+            assert self.subscribed is not None  # noqa: S101
+            self.subscribed.set()
+            # Whatever was announced while we were away is in the database: catch up.
+            await self.sweep()
+            next_sweep = time.monotonic() + self.settings.SWEEP_INTERVAL
+            while not self.stopping:
+                now = time.monotonic()
+                if now >= next_sweep or (self._next_scheduled and now >= self._next_scheduled):
+                    await self.sweep()
+                    next_sweep = time.monotonic() + self.settings.SWEEP_INTERVAL
+                    continue
+                wake = min(next_sweep, self._next_scheduled or next_sweep)
+                timeout = min(POLL_SECONDS, max(0.0, wake - now))
+                message = await pubsub.get_message(timeout=timeout)
+                if message is None:
+                    continue
+                batch = [message]
+                while len(batch) < BATCH_SIZE:
+                    more = await pubsub.get_message(timeout=0)
+                    if more is None:
+                        break
+                    batch.append(more)
+                await self.handle_messages(batch)
+        finally:
+            with contextlib.suppress(redis.RedisError, OSError):
+                await pubsub.unsubscribe()
+            with contextlib.suppress(redis.RedisError, OSError):
+                await pubsub.aclose()
+            with contextlib.suppress(redis.RedisError, OSError):
+                await client.aclose()
+
+    async def _sleep(self, seconds: float) -> None:
+        assert self._stop is not None  # noqa: S101
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop.wait(), timeout=seconds)
+
+    # ---- work ----------------------------------------------------------------------------
+
+    async def handle_messages(self, messages: list[dict]) -> int:
+        """Dispatch the notifications a batch of pub/sub messages announces."""
+        ids: list[int] = []
+        for message in messages:
+            if message.get("type") != "message":
+                continue
+            try:
+                ids.append(parse_pubsub_message(message["data"]))
+            except EventError as exc:
+                logger.warning("Ignoring a malformed message on %r: %s", self.settings.CHANNEL, exc)
+        return await self.handle_ids(ids)
+
+    async def handle_ids(self, ids: list[int]) -> int:
+        """Claim and record ``ids`` in the database, then push what this process claimed."""
+        if not ids:
+            return 0
+        started = time.perf_counter()
+        results = await database_sync_to_async(dispatch_many)(ids)
+        for result in results:
+            try:
+                await afan_out(result, self.layer)
+            except Exception:
+                # The rows are committed: the bell gets it on its next sync.
+                logger.exception("Pushing notification %s failed", result.id)
+            self._log(result)
+            if self.on_dispatched:
+                self.on_dispatched(result)
+        self.dispatched_total += len(results)
+        if len(ids) > 1:
+            logger.info(
+                "Batch of %d announced, %d dispatched in %.1f ms",
+                len(ids),
+                len(results),
+                (time.perf_counter() - started) * 1000,
+            )
+        return len(results)
+
+    async def sweep(self) -> int:
+        """Dispatch every due, undispatched notification; note when the next one is due."""
+        total = 0
+        try:
+            while not self.stopping or self.once:
+                ids = await database_sync_to_async(due_notification_ids)(BATCH_SIZE)
+                if ids:
+                    logger.info("Sweep found %d undispatched notification(s)", len(ids))
+                total += await self.handle_ids(ids)
+                if len(ids) < BATCH_SIZE:
+                    break
+            await self._plan_next_scheduled()
+        except Exception:
+            logger.exception("Sweep failed; retrying in %.0f s", self.settings.SWEEP_INTERVAL)
+        return total
+
+    async def _plan_next_scheduled(self) -> None:
+        when = await database_sync_to_async(next_scheduled_at)()
+        if when is None:
+            self._next_scheduled = None
+            return
+        seconds = max(0.0, (when - timezone.now()).total_seconds())
+        self._next_scheduled = time.monotonic() + seconds
+
+    def _log(self, result: Dispatched) -> None:
+        if result.expired:
+            logger.info("Notification %s had expired before dispatch; nothing pushed", result.id)
+            return
+        logger.info(
+            "Dispatched notification %s (%s) %r to %d recipient(s) via %s in %.1f ms",
+            result.id,
+            result.audience,
+            result.notification["title"][:60],
+            result.recipient_count,
+            ", ".join(result.groups),
+            result.elapsed_ms,
+        )
+
+
+def _redacted(url: str) -> str:
+    """Return a Redis URL without its password, for logs."""
+    parts = urlsplit(url)
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+        return urlunsplit(parts._replace(netloc=netloc))
+    return url

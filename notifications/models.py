@@ -1,0 +1,220 @@
+"""Notification and Delivery: the database is the record; Redis only carries the news."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import Group
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from notifications.validators import MAX_URL_LENGTH, validate_notification_url
+
+
+class Level(models.TextChoices):
+    INFO = "info", _("Info")
+    SUCCESS = "success", _("Success")
+    WARNING = "warning", _("Warning")
+    ERROR = "error", _("Error")
+
+
+class Audience(models.TextChoices):
+    USER = "user", _("One user")
+    GROUP = "group", _("A group")
+    STAFF = "staff", _("All staff")
+    ALL = "all", _("Everyone")
+
+
+class NotificationQuerySet(models.QuerySet["Notification"]):
+    def undispatched(self) -> NotificationQuerySet:
+        """Committed rows the listener has not dispatched yet (scheduled ones included)."""
+        return self.filter(dispatched_at__isnull=True)
+
+    def due(self, now: Any = None) -> NotificationQuerySet:
+        """Undispatched rows whose time has come: unscheduled, or ``publish_at`` passed."""
+        now = now or timezone.now()
+        return self.undispatched().filter(Q(publish_at__isnull=True) | Q(publish_at__lte=now))
+
+    def live(self, now: Any = None) -> NotificationQuerySet:
+        """Rows that have not expired."""
+        now = now or timezone.now()
+        return self.filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
+
+
+class Notification(models.Model):
+    title = models.CharField(_("title"), max_length=200)
+    body = models.TextField(_("body"), blank=True, max_length=10_000)
+    level = models.CharField(_("level"), max_length=10, choices=Level.choices, default=Level.INFO)
+    url = models.CharField(
+        _("link"),
+        max_length=MAX_URL_LENGTH,
+        blank=True,
+        validators=[validate_notification_url],
+        help_text=_("Optional: a relative path (/posts/1/) or http(s) URL."),
+    )
+    audience = models.CharField(
+        _("audience"), max_length=10, choices=Audience.choices, default=Audience.USER
+    )
+    recipient = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("recipient"),
+    )
+    group = models.ForeignKey(
+        Group,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("group"),
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("created by"),
+    )
+    created_at = models.DateTimeField(_("created at"), default=timezone.now, editable=False)
+    publish_at = models.DateTimeField(
+        _("publish at"), null=True, blank=True, help_text=_("Leave empty to send now.")
+    )
+    expires_at = models.DateTimeField(
+        _("expires at"), null=True, blank=True, help_text=_("After this it leaves the bell.")
+    )
+    dispatched_at = models.DateTimeField(_("dispatched at"), null=True, blank=True, editable=False)
+    recipient_count = models.PositiveIntegerField(_("recipients"), default=0, editable=False)
+
+    objects = NotificationQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("notification")
+        verbose_name_plural = _("notifications")
+        ordering = ["-id"]
+        indexes = [
+            # The sweep's query: undispatched rows by due time. Partial, so it stays tiny.
+            models.Index(
+                fields=["publish_at", "id"],
+                name="notif_undispatched_idx",
+                condition=Q(dispatched_at__isnull=True),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.title
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        """Save, and publish the news once the transaction commits (new rows only)."""
+        is_new = self._state.adding
+        super().save(*args, **kwargs)
+        if is_new:
+            from notifications.publisher import publish_on_commit
+
+            publish_on_commit(self.pk, using=kwargs.get("using") or self._state.db)
+
+    def clean(self) -> None:
+        """Validate the audience fields together: each audience needs exactly its target."""
+        errors: dict[str, Any] = {}
+        if self.audience == Audience.USER:
+            if self.recipient_id is None:
+                errors["recipient"] = _("Choose the user who should receive this.")
+            if self.group_id is not None:
+                errors["group"] = _("Leave the group empty when sending to one user.")
+        elif self.audience == Audience.GROUP:
+            if self.group_id is None:
+                errors["group"] = _("Choose the group whose members should receive this.")
+            if self.recipient_id is not None:
+                errors["recipient"] = _("Leave the recipient empty when sending to a group.")
+        else:
+            if self.recipient_id is not None:
+                errors["recipient"] = _("Leave the recipient empty for this audience.")
+            if self.group_id is not None:
+                errors["group"] = _("Leave the group empty for this audience.")
+        if self.publish_at and self.expires_at and self.expires_at <= self.publish_at:
+            errors["expires_at"] = _("The expiry must come after the publish time.")
+        if self.title is not None and not self.title.strip():
+            errors["title"] = _("The title cannot be blank.")
+        if errors:
+            raise ValidationError(errors)
+
+    @property
+    def is_scheduled(self) -> bool:
+        return (
+            self.dispatched_at is None
+            and self.publish_at is not None
+            and (self.publish_at > timezone.now())
+        )
+
+    @property
+    def is_expired(self) -> bool:
+        return self.expires_at is not None and self.expires_at <= timezone.now()
+
+
+class DeliveryState(models.TextChoices):
+    PENDING = "pending", _("Pending")
+    DELIVERED = "delivered", _("Delivered")
+    READ = "read", _("Read")
+
+
+UNREAD_STATES = (DeliveryState.PENDING, DeliveryState.DELIVERED)
+
+
+class DeliveryQuerySet(models.QuerySet["Delivery"]):
+    def for_user(self, user: Any) -> DeliveryQuerySet:
+        """A user's deliveries that are still showable (not expired)."""
+        now = timezone.now()
+        return self.filter(user=user).filter(
+            Q(notification__expires_at__isnull=True) | Q(notification__expires_at__gt=now)
+        )
+
+    def unread(self) -> DeliveryQuerySet:
+        return self.filter(state__in=UNREAD_STATES)
+
+
+class Delivery(models.Model):
+    notification = models.ForeignKey(
+        Notification,
+        on_delete=models.CASCADE,
+        related_name="deliveries",
+        verbose_name=_("notification"),
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="notification_deliveries",
+        verbose_name=_("user"),
+    )
+    state = models.CharField(
+        _("state"), max_length=10, choices=DeliveryState.choices, default=DeliveryState.PENDING
+    )
+    created_at = models.DateTimeField(_("created at"), default=timezone.now, editable=False)
+    delivered_at = models.DateTimeField(_("delivered at"), null=True, blank=True)
+    read_at = models.DateTimeField(_("read at"), null=True, blank=True)
+
+    objects = DeliveryQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("delivery")
+        verbose_name_plural = _("deliveries")
+        ordering = ["-notification_id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["notification", "user"], name="delivery_unique_notification_user"
+            ),
+        ]
+        indexes = [
+            # The bell's queries: a user's rows newest first, and a user's unread ones.
+            models.Index(fields=["user", "-notification"], name="delivery_user_newest_idx"),
+            models.Index(fields=["user", "state", "-notification"], name="delivery_user_state_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.notification_id} → {self.user_id} ({self.state})"

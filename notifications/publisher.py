@@ -1,0 +1,90 @@
+"""Redis PUBLISH of committed notifications; a failure is logged, never raised into a save."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import redis
+from django.db import transaction
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from notifications import conf
+from notifications.events import build_created_message
+
+logger = logging.getLogger(__name__)
+
+_lock = threading.Lock()
+_client: redis.Redis | None = None
+_client_url: str | None = None
+_skip_until = 0.0
+
+
+def publish_on_commit(notification_id: int, using: str | None = None) -> None:
+    """Publish the news of ``notification_id`` once the current transaction commits.
+
+    Outside a transaction (autocommit) it publishes at once; on rollback, never.
+    """
+    transaction.on_commit(lambda: _publish_now_unsafe(notification_id), using=using)
+
+
+def _publish_now_unsafe(notification_id: int) -> bool:
+    """PUBLISH immediately. Unsafe before commit: the listener could read no row.
+
+    Returns True when Redis took the message. Any failure leaves the row undispatched for
+    the listener's sweep, and mutes publishing for PUBLISH_BACKOFF seconds so requests do
+    not each wait for a timeout while Redis is down.
+    """
+    global _skip_until
+    settings = conf.get()
+    if time.monotonic() < _skip_until:
+        logger.debug("Redis marked down; notification %s left for the sweep", notification_id)
+        return False
+    try:
+        receivers = _get_client().publish(settings.CHANNEL, build_created_message(notification_id))
+    except redis.RedisError as exc:
+        _skip_until = time.monotonic() + settings.PUBLISH_BACKOFF
+        logger.warning(
+            "Could not publish notification %s (%s); the listener's sweep will dispatch it",
+            notification_id,
+            exc,
+        )
+        return False
+    if receivers == 0:
+        logger.info(
+            "No listener is subscribed to %r; notification %s waits for the sweep",
+            settings.CHANNEL,
+            notification_id,
+        )
+    return True
+
+
+def _get_client() -> redis.Redis:
+    """Return this process's Redis client, made on first use (never at import time)."""
+    global _client, _client_url
+    settings = conf.get()
+    with _lock:
+        if _client is None or _client_url != settings.REDIS_URL:
+            _client = redis.Redis.from_url(
+                settings.REDIS_URL,
+                socket_timeout=settings.PUBLISH_TIMEOUT,
+                socket_connect_timeout=settings.PUBLISH_TIMEOUT,
+                health_check_interval=30,
+                # No retries: a save must not wait out a back-off loop while Redis is down.
+                retry=Retry(NoBackoff(), 0),
+            )
+            _client_url = settings.REDIS_URL
+        return _client
+
+
+def reset() -> None:
+    """Forget the client and any back-off (tests, and after settings change)."""
+    global _client, _client_url, _skip_until
+    with _lock:
+        if _client is not None:
+            _client.close()
+        _client = None
+        _client_url = None
+        _skip_until = 0.0

@@ -1,0 +1,97 @@
+"""Model signals → notifications: the examples a site copies for its own models."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.db import transaction
+from django.db.models.signals import m2m_changed, post_save
+from django.utils.translation import gettext as _
+
+from notifications import conf
+from notifications.dispatch import push_membership_changed
+from notifications.models import Level
+from notifications.services import notify
+
+logger = logging.getLogger(__name__)
+
+# Saving only these fields of a user cannot change which groups their sockets belong in.
+_MEMBERSHIP_FIELDS = {"is_staff", "is_active"}
+
+
+def welcome_new_user(
+    sender: Any, instance: Any, created: bool, raw: bool = False, **kwargs: Any
+) -> None:
+    """Greet every new user; also tell open sockets when staff or active flags change."""
+    if raw:  # loaddata: fixtures are not events
+        return
+    if created:
+        if conf.get().WELCOME_NEW_USERS:
+            notify(
+                instance,
+                _("Welcome, %(name)s!") % {"name": instance.get_username()},
+                body=_("This bell lights up the moment something happens for you."),
+                level=Level.SUCCESS,
+            )
+        return
+    update_fields = kwargs.get("update_fields")
+    if update_fields is None or _MEMBERSHIP_FIELDS & set(update_fields):
+        _membership_changed_on_commit([instance.pk])
+
+
+def group_membership_changed(
+    sender: Any, instance: Any, action: str, reverse: bool, pk_set: set[int] | None, **kwargs: Any
+) -> None:
+    """Tell users they joined a group, and move their open sockets to the new groups."""
+    if action not in {"post_add", "post_remove", "post_clear"}:
+        return
+    if reverse:  # group.user_set.add(users): instance is the Group, pk_set the users
+        pairs = [(user_id, instance) for user_id in (pk_set or ())]
+        user_ids = list(pk_set or ()) if action != "post_clear" else None
+    else:  # user.groups.add(groups): instance is the user, pk_set the groups
+        groups = Group.objects.filter(pk__in=pk_set or ())
+        pairs = [(instance.pk, group) for group in groups]
+        user_ids = [instance.pk]
+    if action == "post_add" and conf.get().NOTIFY_GROUP_JOINS:
+        users = get_user_model().objects.in_bulk([user_id for user_id, _group in pairs])
+        for user_id, group in pairs:
+            if user_id in users:
+                notify(
+                    users[user_id],
+                    _("You were added to %(group)s") % {"group": group.name},
+                    level=Level.INFO,
+                )
+    if user_ids is None:  # group.user_set.clear(): the members are gone from pk_set
+        logger.debug("Group %s cleared; sockets update on reconnect", instance.pk)
+        return
+    _membership_changed_on_commit(user_ids)
+
+
+def _membership_changed_on_commit(user_ids: list[int]) -> None:
+    def push() -> None:
+        for user_id in user_ids:
+            try:
+                push_membership_changed(user_id)
+            except Exception as exc:
+                # Sockets rejoin their groups on reconnect anyway; never fail the save.
+                logger.warning(
+                    "Could not tell user %s's sockets about a membership change (%s)", user_id, exc
+                )
+
+    transaction.on_commit(push)
+
+
+def connect() -> None:
+    """Connect the receivers (called from AppConfig.ready)."""
+    user_model = get_user_model()
+    post_save.connect(
+        welcome_new_user, sender=user_model, dispatch_uid="notifications.welcome_new_user"
+    )
+    m2m_changed.connect(
+        group_membership_changed,
+        sender=user_model.groups.through,
+        dispatch_uid="notifications.group_membership_changed",
+    )
