@@ -1,0 +1,137 @@
+"""Fixtures shared by the suite: users, sockets through the real ASGI app, the listener."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+import redis
+from channels.db import database_sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.conf import settings
+from django.test import Client
+
+from notifications import publisher
+from notifications.listener import NotificationListener
+from tests import processes
+from tests.factories import UserFactory
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _clean_redis_keys() -> Iterator[None]:
+    """Remove every Redis key this run created (channel layer, groups), and nothing else."""
+    yield
+    client = redis.Redis.from_url(os.environ["REDIS_URL"])
+    prefix = settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"]
+    keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_publisher() -> Iterator[None]:
+    """Each test starts with a new PUBLISH client and no Redis-down back-off."""
+    publisher.reset()
+    yield
+    publisher.reset()
+
+
+@pytest.fixture
+def user(db):
+    return UserFactory()
+
+
+@pytest.fixture
+def redis_client() -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(os.environ["REDIS_URL"])
+    yield client
+    client.close()
+
+
+def session_cookie(user) -> str:
+    client = Client()
+    client.force_login(user)
+    return f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}"
+
+
+asession_cookie = database_sync_to_async(session_cookie)
+
+
+async def open_socket(
+    user=None, *, origin: str | None = "http://localhost", path: str = "/ws/notifications/"
+) -> WebsocketCommunicator:
+    """Connect through the project's real ASGI stack (origin check, sessions, auth)."""
+    from notifyproject.asgi import application
+
+    headers = [(b"host", b"localhost")]
+    if origin is not None:
+        headers.append((b"origin", origin.encode()))
+    if user is not None:
+        headers.append((b"cookie", (await asession_cookie(user)).encode()))
+    return WebsocketCommunicator(application, path, headers=headers)
+
+
+async def connect(user, **kwargs) -> tuple[WebsocketCommunicator, dict]:
+    """Open a socket for ``user`` and return it with its hello frame."""
+    communicator = await open_socket(user, **kwargs)
+    connected, code = await communicator.connect(timeout=5)
+    assert connected, f"refused with {code}"
+    hello = await communicator.receive_json_from(timeout=5)
+    assert hello["type"] == "hello"
+    return communicator, hello
+
+
+async def receive_type(
+    communicator: WebsocketCommunicator, frame_type: str, timeout: float = 5
+) -> dict:
+    """Receive frames until one of ``frame_type`` arrives (others are skipped)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        remaining = deadline - asyncio.get_running_loop().time()
+        frame = await communicator.receive_json_from(timeout=max(remaining, 0.01))
+        if frame["type"] == frame_type:
+            return frame
+
+
+@pytest.fixture
+async def listener(transactional_db) -> AsyncIterator[NotificationListener]:
+    """The real listener, subscribed to the real Redis, running in this event loop."""
+    instance = NotificationListener(handle_signals=False)
+    task = asyncio.create_task(instance.run())
+    for _ in range(200):
+        if instance.subscribed is not None and instance.subscribed.is_set():
+            break
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.025)
+    else:
+        raise TimeoutError("the listener never subscribed")
+    yield instance
+    instance.stop()
+    await asyncio.wait_for(task, timeout=10)
+
+
+@pytest.fixture(scope="session")
+def live_env(django_db_setup, django_db_blocker) -> dict[str, str]:
+    """Environment for child processes that share the test database and Redis."""
+    with django_db_blocker.unblock():
+        return processes.child_env()
+
+
+@pytest.fixture(scope="session")
+def live_stack(live_env) -> Iterator[dict]:
+    """A real daphne and a real listener, as separate processes, for the whole session."""
+    port = processes.free_port()
+    daphne = processes.start_daphne(port, live_env)
+    listener_proc = processes.start_listener(live_env)
+    yield {
+        "url": f"http://127.0.0.1:{port}",
+        "port": port,
+        "daphne": daphne,
+        "listener": listener_proc,
+    }
+    listener_proc.stop()
+    daphne.stop()

@@ -1,0 +1,281 @@
+"""The management commands seed_demo and send_notification."""
+
+from __future__ import annotations
+
+import io
+import re
+from datetime import UTC, datetime
+
+import pytest
+from django.contrib.auth import authenticate, get_user_model
+from django.contrib.auth.models import Group
+from django.core.management import CommandError, call_command
+from django.utils import timezone
+
+from notifications.models import Notification
+
+DEMO_LOGINS = {"admin": "admin-demo-pw", "alice": "alice-demo-pw", "bob": "bob-demo-pw"}
+
+
+def seed() -> str:
+    """Run seed_demo and return what it printed."""
+    out = io.StringIO()
+    call_command("seed_demo", stdout=out)
+    return out.getvalue()
+
+
+def send(*args: str, stdin: io.StringIO | None = None) -> tuple[str, str]:
+    """Run send_notification without publishing; return (stdout, stderr)."""
+    out, err = io.StringIO(), io.StringIO()
+    extra = {} if stdin is None else {"stdin": stdin}
+    call_command("send_notification", *args, stdout=out, stderr=err, **extra)
+    return out.getvalue(), err.getvalue()
+
+
+@pytest.fixture
+def demo(db: None) -> None:
+    seed()
+
+
+@pytest.fixture
+def no_publish(django_capture_on_commit_callbacks):
+    """Keep the on_commit publish from running, so no Redis is needed.
+
+    The list of captured callbacks is filled only when the block exits, after the test.
+    """
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        yield callbacks
+
+
+@pytest.fixture
+def nothing_created(demo):
+    """Assert that the test creates no notification (seeding may create welcome ones)."""
+    before = Notification.objects.count()
+    yield
+    assert Notification.objects.count() == before
+
+
+def created(out: str) -> Notification:
+    """Return the notification whose id the command printed."""
+    return Notification.objects.get(pk=int(out))
+
+
+class TtyStdin(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+# --- seed_demo ------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_seed_demo_creates_users_group_and_prints_logins():
+    output = seed()
+
+    user_model = get_user_model()
+    admin = user_model.objects.get(username="admin")
+    assert admin.is_superuser and admin.is_staff and admin.is_active
+    for name in ("alice", "bob"):
+        user = user_model.objects.get(username=name)
+        assert not user.is_staff and not user.is_superuser and user.is_active
+    team = Group.objects.get(name="demo-team")
+    assert set(team.user_set.values_list("username", flat=True)) == {"alice", "bob"}
+    for username, password in DEMO_LOGINS.items():
+        assert authenticate(username=username, password=password) is not None
+        assert username in output and password in output
+
+
+@pytest.mark.django_db
+def test_seed_demo_is_idempotent_and_resets_passwords():
+    seed()
+    alice = get_user_model().objects.get(username="alice")
+    alice.set_password("something-else")
+    alice.save()
+
+    seed()
+
+    user_model = get_user_model()
+    assert user_model.objects.filter(username__in=DEMO_LOGINS).count() == 3
+    assert user_model.objects.count() == 3
+    assert Group.objects.filter(name="demo-team").count() == 1
+    assert Group.objects.get(name="demo-team").user_set.count() == 2
+    for username, password in DEMO_LOGINS.items():
+        assert authenticate(username=username, password=password) is not None
+
+
+# --- send_notification: argument handling ---------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_send_requires_an_audience(nothing_created):
+    with pytest.raises(CommandError, match="one of the arguments"):
+        send("--title", "Hi")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "audiences",
+    [("--user", "alice", "--staff"), ("--all", "--staff"), ("--group", "demo-team", "--all")],
+)
+def test_send_refuses_two_audiences(nothing_created, audiences):
+    with pytest.raises(CommandError, match="not allowed with"):
+        send(*audiences, "--title", "Hi")
+
+
+@pytest.mark.django_db
+def test_send_unknown_user(nothing_created):
+    with pytest.raises(CommandError, match="No user with username 'nobody'"):
+        send("--user", "nobody", "--title", "Hi")
+
+
+@pytest.mark.django_db
+def test_send_unknown_group(nothing_created):
+    with pytest.raises(CommandError, match="No group named 'nobody'"):
+        send("--group", "nobody", "--title", "Hi")
+
+
+@pytest.mark.django_db
+def test_send_bad_level(nothing_created):
+    with pytest.raises(CommandError, match="invalid choice"):
+        send("--user", "alice", "--title", "Hi", "--level", "critical")
+
+
+@pytest.mark.django_db
+def test_send_bad_level_given_as_keyword(nothing_created):
+    # call_command skips argparse's choices for keyword options; the command checks again.
+    with pytest.raises(CommandError, match="--level must be one of"):
+        call_command("send_notification", user="alice", title="Hi", level="critical")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("value", ["tomorrow", "2030-13-01T09:00", "2030-01-31T25:00", "12"])
+def test_send_bad_publish_at(nothing_created, value):
+    with pytest.raises(CommandError, match=r"--publish-at: .* is not an ISO 8601 datetime"):
+        send("--user", "alice", "--title", "Hi", "--publish-at", value)
+
+
+@pytest.mark.django_db
+def test_send_bad_expires_at(nothing_created):
+    with pytest.raises(CommandError, match="--expires-at"):
+        send("--all", "--title", "Hi", "--expires-at", "soon")
+
+
+@pytest.mark.django_db
+def test_send_validation_error_becomes_command_error(nothing_created, no_publish):
+    with pytest.raises(CommandError, match="title"):
+        send("--user", "alice", "--title", "x" * 201)
+    with pytest.raises(CommandError, match="url: "):
+        send("--user", "alice", "--title", "Hi", "--url", "javascript:alert(1)")
+    with pytest.raises(CommandError, match="expires_at"):
+        send(
+            "--all",
+            "--title",
+            "Hi",
+            "--publish-at",
+            "2099-01-02T00:00Z",
+            "--expires-at",
+            "2099-01-01T00:00Z",
+        )
+
+
+# --- send_notification: what it creates -----------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_send_to_user_prints_only_the_id(demo, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        out, err = send(
+            "--user", "alice", "--title", "Hi", "--body", "Hello", "--level", "success",
+            "--url", "/x/",
+        )  # fmt: skip
+
+    assert re.fullmatch(r"\d+\n", out)
+    assert err == ""
+    notification = created(out)
+    assert notification.audience == "user"
+    assert notification.recipient.get_username() == "alice"
+    assert notification.group is None
+    assert (notification.title, notification.body) == ("Hi", "Hello")
+    assert (notification.level, notification.url) == ("success", "/x/")
+    assert notification.publish_at is None and notification.expires_at is None
+    assert callbacks, "publishing is left to transaction.on_commit"
+
+
+@pytest.mark.django_db
+def test_send_defaults(demo, no_publish):
+    out, _ = send("--user", "bob", "--title", "Hi", stdin=TtyStdin("not read"))
+
+    notification = created(out)
+    assert (notification.level, notification.url, notification.body) == ("info", "", "")
+
+
+@pytest.mark.django_db
+def test_send_reads_body_from_stdin(demo, no_publish):
+    out, _ = send("--user", "alice", "--title", "Hi", stdin=io.StringIO("line one\nline two\n"))
+
+    assert created(out).body == "line one\nline two"
+
+
+@pytest.mark.django_db
+def test_send_reads_body_from_sys_stdin(demo, no_publish, monkeypatch):
+    monkeypatch.setattr("sys.stdin", io.StringIO("piped body\n"))
+    out, _ = send("--all", "--title", "Hi")
+
+    assert created(out).body == "piped body"
+
+
+@pytest.mark.django_db
+def test_send_body_option_wins_over_stdin(demo, no_publish):
+    out, _ = send("--user", "alice", "--title", "Hi", "--body", "given", stdin=io.StringIO("x"))
+
+    assert created(out).body == "given"
+
+
+@pytest.mark.django_db
+def test_send_to_group(demo, no_publish):
+    out, _ = send("--group", "demo-team", "--title", "Team", stdin=TtyStdin())
+
+    notification = created(out)
+    assert notification.audience == "group"
+    assert notification.group.name == "demo-team"
+    assert notification.recipient is None
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("audience", ["staff", "all"])
+def test_send_broadcast(demo, no_publish, audience):
+    out, _ = send(f"--{audience}", "--title", "Everyone", stdin=TtyStdin())
+
+    notification = created(out)
+    assert notification.audience == audience
+    assert notification.group is None and notification.recipient is None
+
+
+@pytest.mark.django_db
+def test_send_schedule_naive_is_current_time_zone(demo, no_publish):
+    with timezone.override("Europe/Paris"):
+        out, _ = send(
+            "--user",
+            "alice",
+            "--title",
+            "Later",
+            "--publish-at",
+            "2099-01-31T09:00",
+            "--expires-at",
+            "2099-02-01T09:00:00+00:00",
+            stdin=TtyStdin(),
+        )
+
+    notification = created(out)
+    # Paris is UTC+1 in winter.
+    assert notification.publish_at == datetime(2099, 1, 31, 8, 0, tzinfo=UTC)
+    assert notification.expires_at == datetime(2099, 2, 1, 9, 0, tzinfo=UTC)
+
+
+@pytest.mark.django_db
+def test_send_verbose_prints_a_human_line_to_stderr(demo, no_publish):
+    out, err = send("--user", "alice", "--title", "Hi", "-v", "2", stdin=TtyStdin())
+
+    pk = created(out).pk
+    assert out == f"{pk}\n"
+    assert f"Notification {pk}" in err and "alice" in err and "'Hi'" in err

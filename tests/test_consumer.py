@@ -1,0 +1,258 @@
+"""NotificationConsumer through the project's real ASGI stack and the real Redis layer."""
+
+import json
+
+import pytest
+from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
+
+from notifications import events
+from notifications.models import Delivery, DeliveryState, Notification
+from notifications.services import deliveries_record
+from tests.conftest import connect, open_socket, receive_type
+from tests.factories import GroupFactory, StaffFactory, UserFactory
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@sync_to_async
+def delivered_notification(user, title="Hi", read=False):
+    """A notification already dispatched to ``user`` (as the listener would leave it)."""
+    notification = Notification.objects.create(title=title, recipient=user, audience="user")
+    deliveries_record(notification.pk, [user.pk])
+    Notification.objects.filter(pk=notification.pk).update(dispatched_at=notification.created_at)
+    if read:
+        Delivery.objects.filter(notification=notification).update(state=DeliveryState.READ)
+    return notification
+
+
+@sync_to_async
+def state_of(notification, user):
+    return Delivery.objects.get(notification=notification, user=user).state
+
+
+async def assert_still_open(communicator):
+    await communicator.send_json_to({"type": "ping"})
+    assert await receive_type(communicator, "pong") == {"type": "pong"}
+
+
+async def test_anonymous_socket_is_accepted_then_closed_with_4401():
+    communicator = await open_socket(None)
+    connected, _ = await communicator.connect()
+    assert connected
+    assert await communicator.receive_output(timeout=2) == {"type": "websocket.close", "code": 4401}
+
+
+@pytest.mark.parametrize("origin", ["http://evil.example", "null", None])
+async def test_foreign_missing_or_null_origin_is_refused_before_accept(origin):
+    user = await sync_to_async(UserFactory)()
+    communicator = await open_socket(user, origin=origin)
+    connected, _ = await communicator.connect()
+    assert not connected
+
+
+async def test_hello_carries_unread_count_and_last_id():
+    user = await sync_to_async(UserFactory)()
+    await delivered_notification(user, "read one", read=True)
+    newest = await delivered_notification(user, "unread one")
+    communicator, hello = await connect(user)
+    assert hello == {"type": "hello", "unread": 1, "last_id": newest.pk}
+    await communicator.disconnect()
+
+
+@pytest.mark.parametrize(
+    ("frame", "code"),
+    [
+        ("not json", "invalid_json"),
+        ("[1, 2]", "invalid_frame"),
+        ('{"no": "type"}', "invalid_frame"),
+        ('{"type": "subscribe", "group": "notifications.all"}', "unknown_type"),
+        ('{"type": "ack", "ids": "1,2"}', "invalid_ids"),
+        ('{"type": "read", "ids": [1, "2"]}', "invalid_ids"),
+        ('{"type": "read", "ids": [true]}', "invalid_ids"),
+        ('{"type": "sync", "since": "yesterday"}', "invalid_since"),
+        (json.dumps({"type": "read", "ids": list(range(1, 600))}), "too_many_ids"),
+    ],
+)
+async def test_malformed_frames_get_error_frames_and_the_socket_stays_open(frame, code):
+    user = await sync_to_async(UserFactory)()
+    communicator, _ = await connect(user)
+    await communicator.send_to(text_data=frame)
+    error = await receive_type(communicator, "error")
+    assert error["code"] == code
+    assert error["detail"]
+    await assert_still_open(communicator)
+    await communicator.disconnect()
+
+
+async def test_binary_frame_gets_an_error_frame():
+    user = await sync_to_async(UserFactory)()
+    communicator, _ = await connect(user)
+    await communicator.send_to(bytes_data=b"\x00\x01")
+    assert (await receive_type(communicator, "error"))["code"] == "binary_frame"
+    await communicator.disconnect()
+
+
+async def test_frame_over_64_kib_closes_with_4413():
+    user = await sync_to_async(UserFactory)()
+    communicator, _ = await connect(user)
+    await communicator.send_to(text_data=json.dumps({"type": "ping", "pad": "x" * 70_000}))
+    assert await communicator.receive_output(timeout=2) == {"type": "websocket.close", "code": 4413}
+
+
+async def test_flooding_socket_closes_with_4429_and_other_users_are_unaffected():
+    flooder, bystander = await sync_to_async(UserFactory.create_batch)(2)
+    noisy, _ = await connect(flooder)
+    calm, _ = await connect(bystander)
+    for _ in range(200):
+        await noisy.send_json_to({"type": "ping"})
+    outputs = []
+    while True:
+        output = await noisy.receive_output(timeout=2)
+        outputs.append(output)
+        if output["type"] == "websocket.close":
+            break
+    assert outputs[-1]["code"] == 4429
+    assert len(outputs) - 1 < 200  # throttled well before the 200th frame
+    await assert_still_open(calm)
+    await calm.disconnect()
+
+
+async def test_ack_marks_only_own_pending_deliveries_delivered():
+    owner, other = await sync_to_async(UserFactory.create_batch)(2)
+    mine = await delivered_notification(owner)
+    theirs = await delivered_notification(other)
+    communicator, _ = await connect(owner)
+    await communicator.send_json_to({"type": "ack", "ids": [mine.pk, theirs.pk]})
+    await assert_still_open(communicator)  # the ack has been handled once pong arrives
+    assert await state_of(mine, owner) == DeliveryState.DELIVERED
+    assert await state_of(theirs, other) == DeliveryState.PENDING
+    await communicator.disconnect()
+
+
+async def test_read_is_echoed_to_every_socket_of_the_user_and_ignores_others_ids():
+    owner, other = await sync_to_async(UserFactory.create_batch)(2)
+    first = await delivered_notification(owner)
+    await delivered_notification(owner)
+    theirs = await delivered_notification(other)
+    tab1, _ = await connect(owner)
+    tab2, _ = await connect(owner)
+    stranger, _ = await connect(other)
+    await tab1.send_json_to({"type": "read", "ids": [first.pk, theirs.pk]})
+    expected = {"type": "read", "ids": [first.pk], "unread": 1}
+    assert await receive_type(tab1, "read") == expected
+    assert await receive_type(tab2, "read") == expected
+    assert await stranger.receive_nothing(timeout=0.3)
+    assert await state_of(theirs, other) == DeliveryState.PENDING
+    for communicator in (tab1, tab2, stranger):
+        await communicator.disconnect()
+
+
+async def test_read_of_nothing_answers_only_the_asking_socket():
+    user = await sync_to_async(UserFactory)()
+    await delivered_notification(user)
+    tab1, _ = await connect(user)
+    tab2, _ = await connect(user)
+    await tab1.send_json_to({"type": "read", "ids": [999_999]})
+    assert await receive_type(tab1, "read") == {"type": "read", "ids": [], "unread": 1}
+    assert await tab2.receive_nothing(timeout=0.3)
+    await tab1.disconnect()
+    await tab2.disconnect()
+
+
+async def test_read_all_marks_everything_read():
+    user = await sync_to_async(UserFactory)()
+    a = await delivered_notification(user)
+    b = await delivered_notification(user)
+    communicator, hello = await connect(user)
+    assert hello["unread"] == 2
+    await communicator.send_json_to({"type": "read_all"})
+    assert await receive_type(communicator, "read") == {
+        "type": "read",
+        "ids": [a.pk, b.pk],
+        "unread": 0,
+    }
+    assert await state_of(a, user) == DeliveryState.READ
+    await communicator.disconnect()
+
+
+async def test_sync_returns_what_was_missed_oldest_first_and_only_the_users():
+    user, other = await sync_to_async(UserFactory.create_batch)(2)
+    seen = await delivered_notification(user, "seen")
+    await delivered_notification(other, "not yours")
+    missed1 = await delivered_notification(user, "missed 1")
+    missed2 = await delivered_notification(user, "missed 2", read=True)
+    communicator, _ = await connect(user)
+    await communicator.send_json_to({"type": "sync", "since": seen.pk})
+    frame = await receive_type(communicator, "missed")
+    assert [n["id"] for n in frame["notifications"]] == [missed1.pk, missed2.pk]
+    assert [n["read"] for n in frame["notifications"]] == [False, True]
+    assert set(frame["notifications"][0]) == {
+        "id",
+        "title",
+        "body",
+        "level",
+        "url",
+        "created_at",
+        "read",
+    }
+    await communicator.send_json_to({"type": "sync", "since": None})
+    frame = await receive_type(communicator, "missed")
+    assert [n["title"] for n in frame["notifications"]] == ["seen", "missed 1", "missed 2"]
+    await communicator.disconnect()
+
+
+async def test_groups_are_derived_on_the_server_from_the_user():
+    staff = await sync_to_async(StaffFactory)()
+    plain = await sync_to_async(UserFactory)()
+    staff_socket, _ = await connect(staff)
+    plain_socket, _ = await connect(plain)
+    layer = get_channel_layer()
+    payload = events.serialize_notification(
+        await sync_to_async(Notification)(pk=1, title="x", created_at=_now())
+    )
+    await layer.group_send(events.GROUP_STAFF, events.layer_created_event(payload))
+    assert (await receive_type(staff_socket, "notification"))["notification"]["id"] == 1
+    assert await plain_socket.receive_nothing(timeout=0.3)
+    await staff_socket.disconnect()
+    await plain_socket.disconnect()
+
+
+async def test_joining_a_group_while_connected_moves_the_socket_into_it():
+    user = await sync_to_async(UserFactory)()
+    group = await sync_to_async(GroupFactory)()
+    communicator, _ = await connect(user)
+    await sync_to_async(user.groups.add)(group)
+    # The m2m receiver tells the socket on commit; it rejoins, then group messages arrive.
+    await assert_still_open(communicator)
+    layer = get_channel_layer()
+    payload = events.serialize_notification(
+        await sync_to_async(Notification)(pk=7, title="team", created_at=_now())
+    )
+    for _ in range(50):
+        await layer.group_send(
+            events.auth_group_group(group.pk), events.layer_created_event(payload)
+        )
+        try:
+            frame = await receive_type(communicator, "notification", timeout=0.1)
+            break
+        except Exception:  # noqa: S112 - the rejoin may still be in flight
+            continue
+    else:
+        pytest.fail("the socket never joined the group")
+    assert frame["notification"]["id"] == 7
+    await communicator.disconnect()
+
+
+async def test_deactivated_user_socket_is_closed():
+    user = await sync_to_async(UserFactory)()
+    communicator, _ = await connect(user)
+    user.is_active = False
+    await sync_to_async(user.save)()
+    assert await communicator.receive_output(timeout=3) == {"type": "websocket.close", "code": 4401}
+
+
+def _now():
+    from django.utils import timezone
+
+    return timezone.now()

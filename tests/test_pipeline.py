@@ -1,0 +1,277 @@
+"""Save → Redis pub/sub → the real listener → channels-redis → a socket, end to end."""
+
+import asyncio
+import json
+import logging
+from datetime import timedelta
+
+import pytest
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.db import transaction
+from django.test import override_settings
+from django.utils import timezone
+
+from notifications import conf
+from notifications.models import Delivery, Notification
+from notifications.services import broadcast, notify
+from tests.conftest import connect, receive_type
+from tests.factories import GroupFactory, StaffFactory, UserFactory
+
+pytestmark = [pytest.mark.pipeline, pytest.mark.django_db(transaction=True)]
+
+
+@sync_to_async
+def delivery_user_ids(notification):
+    return set(Delivery.objects.filter(notification=notification).values_list("user_id", flat=True))
+
+
+@sync_to_async
+def refreshed(notification):
+    notification.refresh_from_db()
+    return notification
+
+
+async def wait_until(predicate, timeout=10.0, interval=0.05):
+    deadline = asyncio.get_running_loop().time() + timeout
+    while asyncio.get_running_loop().time() < deadline:
+        if await predicate():
+            return
+        await asyncio.sleep(interval)
+    raise AssertionError("condition not met in time")
+
+
+async def test_user_notification_reaches_only_its_recipient(listener):
+    alice, bob = await sync_to_async(UserFactory.create_batch)(2)
+    alice_socket, _ = await connect(alice)
+    bob_socket, _ = await connect(bob)
+    notification = await sync_to_async(notify)(
+        alice, "For Alice", body="b", level="warning", url="/posts/1/"
+    )
+    frame = await receive_type(alice_socket, "notification")
+    assert frame["notification"] == {
+        "id": notification.pk,
+        "title": "For Alice",
+        "body": "b",
+        "level": "warning",
+        "url": "/posts/1/",
+        "created_at": notification.created_at.isoformat(),
+        "read": False,
+    }
+    assert await bob_socket.receive_nothing(timeout=0.3)
+    assert await delivery_user_ids(notification) == {alice.pk}
+    notification = await refreshed(notification)
+    assert notification.dispatched_at is not None
+    assert notification.recipient_count == 1
+    await alice_socket.disconnect()
+    await bob_socket.disconnect()
+
+
+async def test_broadcast_to_all_reaches_every_socket_and_records_every_user(listener):
+    users = await sync_to_async(UserFactory.create_batch)(5)
+    inactive = await sync_to_async(UserFactory)(is_active=False)
+    sockets = [(await connect(user))[0] for user in users[:3]]
+    notification = await sync_to_async(broadcast)("Maintenance at noon", level="warning")
+    for communicator in sockets:
+        frame = await receive_type(communicator, "notification")
+        assert frame["notification"]["id"] == notification.pk
+    ids = await delivery_user_ids(notification)
+    assert ids == {user.pk for user in users}
+    assert inactive.pk not in ids
+    assert (await refreshed(notification)).recipient_count == 5
+    for communicator in sockets:
+        await communicator.disconnect()
+
+
+async def test_staff_broadcast_reaches_staff_only(listener):
+    staff = await sync_to_async(StaffFactory)()
+    plain = await sync_to_async(UserFactory)()
+    staff_socket, _ = await connect(staff)
+    plain_socket, _ = await connect(plain)
+    notification = await sync_to_async(broadcast)("Deploy tonight", audience="staff")
+    assert (await receive_type(staff_socket, "notification"))["notification"]["id"] == (
+        notification.pk
+    )
+    assert await plain_socket.receive_nothing(timeout=0.3)
+    assert await delivery_user_ids(notification) == {staff.pk}
+    await staff_socket.disconnect()
+    await plain_socket.disconnect()
+
+
+async def test_group_broadcast_reaches_members_only(listener):
+    group = await sync_to_async(GroupFactory)()
+    member, outsider = await sync_to_async(UserFactory.create_batch)(2)
+    await sync_to_async(member.groups.add)(group)
+    member_socket, _ = await connect(member)
+    outsider_socket, _ = await connect(outsider)
+    notification = await sync_to_async(broadcast)("Team lunch", audience="group", group=group)
+    assert (await receive_type(member_socket, "notification"))["notification"]["id"] == (
+        notification.pk
+    )
+    assert await outsider_socket.receive_nothing(timeout=0.3)
+    assert await delivery_user_ids(notification) == {member.pk}
+    await member_socket.disconnect()
+    await outsider_socket.disconnect()
+
+
+async def test_a_second_run_of_the_same_notification_creates_and_pushes_nothing(
+    listener, redis_client
+):
+    user = await sync_to_async(UserFactory)()
+    communicator, _ = await connect(user)
+    notification = await sync_to_async(notify)(user, "Once")
+    await receive_type(communicator, "notification")
+    # The same announcement again, through Redis, and straight into the listener.
+    channel = conf.get().CHANNEL
+    redis_client.publish(channel, json.dumps({"v": 1, "event": "created", "id": notification.pk}))
+    assert await listener.handle_ids([notification.pk]) == 0
+    assert await communicator.receive_nothing(timeout=0.5)
+    assert await sync_to_async(Delivery.objects.filter(notification=notification).count)() == 1
+    await communicator.disconnect()
+
+
+async def test_malformed_pubsub_messages_are_logged_and_skipped(listener, redis_client, caplog):
+    user = await sync_to_async(UserFactory)()
+    communicator, _ = await connect(user)
+    channel = conf.get().CHANNEL
+    with caplog.at_level(logging.WARNING, logger="notifications.listener"):
+        for junk in (
+            b"not json",
+            b'{"v": 2, "event": "created", "id": 1}',
+            b'{"v": 1}',
+            b'{"v": 1, "event": "created", "id": 999999999}',
+        ):
+            redis_client.publish(channel, junk)
+        notification = await sync_to_async(notify)(user, "Still alive")
+        frame = await receive_type(communicator, "notification")
+    assert frame["notification"]["id"] == notification.pk
+    assert "malformed" in caplog.text
+    await communicator.disconnect()
+
+
+async def test_rolled_back_notification_is_never_published_or_delivered(listener):
+    user = await sync_to_async(UserFactory)()
+    communicator, _ = await connect(user)
+
+    @sync_to_async
+    def create_then_roll_back():
+        with pytest.raises(RuntimeError), transaction.atomic():
+            notify(user, "Never happened")
+            raise RuntimeError("roll back")
+
+    await create_then_roll_back()
+    await listener.sweep()
+    assert await communicator.receive_nothing(timeout=0.5)
+    assert not await sync_to_async(Notification.objects.filter(title="Never happened").exists)()
+    await communicator.disconnect()
+
+
+async def test_publish_waits_for_commit(listener, redis_client):
+    user = await sync_to_async(UserFactory)()
+    communicator, _ = await connect(user)
+    watcher = redis_client.pubsub(ignore_subscribe_messages=True)
+    watcher.subscribe(conf.get().CHANNEL)
+    watcher.get_message(timeout=1)  # the subscribe confirmation
+
+    @sync_to_async
+    def create_inside_a_transaction():
+        with transaction.atomic():
+            notification = notify(user, "Committed later")
+            # Nothing may be published while the row is invisible to the listener.
+            assert watcher.get_message(timeout=0.3) is None
+        return notification
+
+    notification = await create_inside_a_transaction()
+    message = watcher.get_message(timeout=2)
+    assert json.loads(message["data"]) == {"v": 1, "event": "created", "id": notification.pk}
+    frame = await receive_type(communicator, "notification")
+    assert frame["notification"]["id"] == notification.pk
+    watcher.close()
+    await communicator.disconnect()
+
+
+async def test_saved_while_redis_is_unreachable_is_delivered_by_the_sweep(listener, caplog):
+    user = await sync_to_async(UserFactory)()
+    communicator, _ = await connect(user)
+    unreachable = {**settings.NOTIFICATIONS, "REDIS_URL": "redis://127.0.0.1:1/0"}
+    with (
+        caplog.at_level(logging.WARNING, logger="notifications.publisher"),
+        override_settings(NOTIFICATIONS=unreachable),
+    ):
+        started = asyncio.get_running_loop().time()
+        notification = await sync_to_async(notify)(user, "Saved during an outage")
+        elapsed = asyncio.get_running_loop().time() - started
+    assert elapsed < 3, "a save must not hang while Redis is down"
+    assert "Could not publish" in caplog.text
+    # Publishing failed, but the row is committed: the listener's sweep finds it.
+    frame = await receive_type(communicator, "notification", timeout=10)
+    assert frame["notification"]["id"] == notification.pk
+    await communicator.disconnect()
+
+
+async def test_scheduled_notification_is_held_until_due(listener):
+    user = await sync_to_async(UserFactory)()
+    communicator, _ = await connect(user)
+    publish_at = timezone.now() + timedelta(seconds=2)
+    notification = await sync_to_async(notify)(user, "Later", publish_at=publish_at)
+    assert await communicator.receive_nothing(timeout=1.0)
+    assert (await refreshed(notification)).dispatched_at is None
+    frame = await receive_type(communicator, "notification", timeout=10)
+    assert frame["notification"]["id"] == notification.pk
+    assert timezone.now() >= publish_at
+    await communicator.disconnect()
+
+
+async def test_expired_before_dispatch_is_not_pushed(listener):
+    user = await sync_to_async(UserFactory)()
+    communicator, _ = await connect(user)
+
+    @sync_to_async
+    def create_expired():
+        notification = Notification(
+            title="Too late",
+            recipient=user,
+            audience="user",
+            publish_at=timezone.now() - timedelta(minutes=2),
+            expires_at=timezone.now() - timedelta(minutes=1),
+        )
+        notification.save()
+        return notification
+
+    notification = await create_expired()
+    await wait_until(lambda: _dispatched(notification))
+    assert await communicator.receive_nothing(timeout=0.3)
+    assert await delivery_user_ids(notification) == set()
+    await communicator.disconnect()
+
+
+@sync_to_async
+def _dispatched(notification):
+    notification.refresh_from_db()
+    return notification.dispatched_at is not None
+
+
+async def test_ack_read_and_sync_after_a_live_push(listener):
+    user = await sync_to_async(UserFactory)()
+    tab1, _ = await connect(user)
+    tab2, _ = await connect(user)
+    first = await sync_to_async(notify)(user, "First")
+    await receive_type(tab1, "notification")
+    await receive_type(tab2, "notification")
+    await tab1.send_json_to({"type": "ack", "ids": [first.pk]})
+    await tab1.send_json_to({"type": "read", "ids": [first.pk]})
+    assert await receive_type(tab2, "read") == {"type": "read", "ids": [first.pk], "unread": 0}
+    await tab2.disconnect()
+    second = await sync_to_async(notify)(user, "While tab 2 was away")
+    await receive_type(tab1, "notification")
+    tab2, hello = await connect(user)
+    assert hello == {"type": "hello", "unread": 1, "last_id": second.pk}
+    await tab2.send_json_to({"type": "sync", "since": first.pk})
+    missed = await receive_type(tab2, "missed")
+    assert [n["id"] for n in missed["notifications"]] == [second.pk]
+    delivery = await sync_to_async(Delivery.objects.get)(notification=first, user=user)
+    assert delivery.state == "read"
+    assert delivery.delivered_at is not None
+    assert delivery.read_at is not None
+    await tab1.disconnect()
+    await tab2.disconnect()
