@@ -114,7 +114,12 @@ class NotificationConsumer(AsyncWebsocketConsumer):
             await self.send_json(events.error_frame(exc.code, exc.detail))
             return
         handler = getattr(self, f"on_{frame.type}")
-        await handler(frame)
+        try:
+            await handler(frame)
+        except Exception:
+            # A database hiccup must not kill the socket: say so, and let the client retry.
+            logger.exception("Handling a %s frame of user %s failed", frame.type, self.user_id)
+            await self.send_json(events.error_frame("server_error", "Try again shortly."))
 
     async def on_ping(self, frame: ClientFrame) -> None:
         await self.send_json(events.pong_frame())

@@ -53,7 +53,7 @@ def parse_pubsub_message(data: bytes | str) -> int:
     """Return the notification id announced by a pub/sub payload, or raise EventError."""
     try:
         message = json.loads(data)
-    except (TypeError, ValueError, UnicodeDecodeError) as exc:
+    except (TypeError, ValueError, RecursionError) as exc:
         raise EventError(f"not JSON: {data[:80]!r}") from exc
     if not isinstance(message, dict):
         raise EventError("not an object")
@@ -133,7 +133,7 @@ def parse_client_frame(text: str | None, *, max_ids: int) -> ClientFrame:
         raise FrameError("binary_frame", "Send JSON text frames, not binary ones.")
     try:
         data = json.loads(text)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: absurdly deep nesting
         raise FrameError("invalid_json", "The frame is not valid JSON.") from exc
     if not isinstance(data, dict):
         raise FrameError("invalid_frame", 'A frame must be a JSON object with a "type".')

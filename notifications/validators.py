@@ -18,7 +18,7 @@ def validate_notification_url(value: str) -> None:
     """
     if not value:
         return
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value) or " " in value.strip():
+    if any(ord(ch) < 32 or ord(ch) == 127 or ch.isspace() for ch in value):
         raise ValidationError(
             _("The link may not contain spaces or control characters."), code="invalid_url"
         )

@@ -45,6 +45,14 @@ def parse_database_url(url: str, base_dir: Path) -> dict[str, Any]:
             path = base_dir / path
         return sqlite_database(path)
     if scheme in {"postgres", "postgresql", "pgsql"}:
+        pool = options.pop("pool", "1").lower() not in FALSE_VALUES
+        db_options: dict[str, Any] = dict(options)
+        if pool:
+            # A connection pool, not CONN_MAX_AGE: under ASGI each request runs in a thread of
+            # its own, and per-thread persistent connections would leak. The pool lets daphne
+            # and the listener reuse connections instead of paying a connect per query.
+            db_options["pool"] = {"min_size": 1, "max_size": int(options.pop("pool_size", 20))}
+            db_options.pop("pool_size", None)
         return {
             "ENGINE": "django.db.backends.postgresql",
             "NAME": unquote(parts.path.lstrip("/")),
@@ -52,9 +60,9 @@ def parse_database_url(url: str, base_dir: Path) -> dict[str, Any]:
             "PASSWORD": unquote(parts.password or ""),
             "HOST": parts.hostname or "",
             "PORT": str(parts.port or ""),
-            "CONN_MAX_AGE": int(options.pop("conn_max_age", 0)),
-            "CONN_HEALTH_CHECKS": True,
-            "OPTIONS": options,
+            "CONN_MAX_AGE": 0,
+            "CONN_HEALTH_CHECKS": not pool,
+            "OPTIONS": db_options,
         }
     raise ValueError(f"DATABASE_URL scheme {scheme!r} is not supported (use sqlite or postgres)")
 

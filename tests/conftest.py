@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -121,9 +122,12 @@ def live_env(django_db_setup, django_db_blocker) -> dict[str, str]:
         return processes.child_env()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def live_stack(live_env) -> Iterator[dict]:
-    """A real daphne and a real listener, as separate processes, for the whole session."""
+    """A real daphne and a real listener, as separate processes, for one test module.
+
+    Module-scoped so no background listener races the database flushes of other modules.
+    """
     port = processes.free_port()
     daphne = processes.start_daphne(port, live_env)
     listener_proc = processes.start_listener(live_env)
@@ -132,6 +136,27 @@ def live_stack(live_env) -> Iterator[dict]:
         "port": port,
         "daphne": daphne,
         "listener": listener_proc,
+        "env": live_env,
     }
     listener_proc.stop()
     daphne.stop()
+
+
+@pytest.fixture(autouse=True)
+def _let_live_listener_settle(request) -> Iterator[None]:
+    """Before a live test's database flush, let the listener process finish its work.
+
+    PostgreSQL's TRUNCATE and a dispatch transaction in flight can deadlock; waiting until
+    nothing is left to dispatch keeps the flush from racing it.
+    """
+    if "live_stack" not in request.fixturenames:
+        yield
+        return
+    request.getfixturevalue("transactional_db")
+    yield
+    from notifications.models import Notification
+
+    deadline = time.monotonic() + 5
+    while Notification.objects.due().exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.2)
