@@ -40,9 +40,12 @@ DEFAULTS: dict[str, Any] = {
     # ceiling stays near SWEEP_INTERVAL so a Redis outage heals within two sweeps of its end.
     "RECONNECT_MIN_DELAY": 0.5,
     "RECONNECT_MAX_DELAY": 5.0,
-    # redis-py pings an idle subscription this often, so a silent half-open connection is
-    # noticed and replaced instead of waiting forever.
+    # The listener PINGs an idle subscription this often and gives up on the connection when
+    # no answer comes within HEALTH_CHECK_TIMEOUT: a half-open connection never errors.
     "HEALTH_CHECK_INTERVAL": 10.0,
+    "HEALTH_CHECK_TIMEOUT": 5.0,
+    # A listener whose heartbeat is older than this is reported dead by notifications_health.
+    "HEARTBEAT_MAX_AGE": 30.0,
     # Send a welcome notification to every new user (a model-signal example).
     "WELCOME_NEW_USERS": True,
     # Tell users when they are added to a Group (a model-signal example).
@@ -68,6 +71,8 @@ class NotificationSettings:
     RECONNECT_MIN_DELAY: float
     RECONNECT_MAX_DELAY: float
     HEALTH_CHECK_INTERVAL: float
+    HEALTH_CHECK_TIMEOUT: float
+    HEARTBEAT_MAX_AGE: float
     WELCOME_NEW_USERS: bool
     NOTIFY_GROUP_JOINS: bool
 
@@ -106,7 +111,7 @@ def problems(values: Any) -> list[Problem]:
         value = merged[field.name]
         expected = field.type
         ok = _has_type(value, expected)
-        if ok and expected in ("float", "int") and value <= 0:
+        if ok and expected in ("float", "int") and not value > 0:  # also rejects NaN
             ok = False
         if ok and expected == "str" and not value:
             ok = False

@@ -57,8 +57,9 @@ def parse_pubsub_message(data: bytes | str) -> int:
         raise EventError(f"not JSON: {data[:80]!r}") from exc
     if not isinstance(message, dict):
         raise EventError("not an object")
-    if message.get("v") != PUBSUB_VERSION:
-        raise EventError(f"unsupported version {message.get('v')!r}")
+    version = message.get("v")
+    if type(version) is not int or version != PUBSUB_VERSION:
+        raise EventError(f"unsupported version {version!r}")
     if message.get("event") != "created":
         raise EventError(f"unknown event {message.get('event')!r}")
     notification_id = message.get("id")
@@ -148,7 +149,7 @@ def parse_client_frame(text: str | None, *, max_ids: int) -> ClientFrame:
         return ClientFrame(frame_type, ids=_parse_ids(data.get("ids"), max_ids))
     if frame_type == "sync":
         since = data.get("since")
-        if since is not None and not (_is_id(since) or since == 0):
+        if since is not None and not (_is_id(since) or (type(since) is int and since == 0)):
             raise FrameError("invalid_since", '"since" must be a notification id or null.')
         return ClientFrame("sync", since=since)
     return ClientFrame(frame_type)

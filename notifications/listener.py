@@ -17,7 +17,7 @@ from channels.db import database_sync_to_async
 from channels.layers import BaseChannelLayer, get_channel_layer
 from django.utils import timezone
 
-from notifications import conf
+from notifications import conf, heartbeat
 from notifications.dispatch import (
     Dispatched,
     afan_out,
@@ -32,6 +32,9 @@ logger = logging.getLogger(__name__)
 # Most ids handled in one trip to the database thread: big enough to amortise the hop under
 # a burst, small enough that a stop request waits for at most a fraction of a second.
 BATCH_SIZE = 500
+# The channel layer blocks without a socket timeout (see settings); a push that hangs longer
+# than this is abandoned, so a stalled Redis cannot stall dispatching to the database.
+FAN_OUT_TIMEOUT = 5.0
 # How long one wait for a pub/sub message may last before the loop looks at its stop flag
 # and its timers again.
 POLL_SECONDS = 0.5
@@ -58,6 +61,7 @@ class NotificationListener:
         self.layer = layer
         self.on_dispatched = on_dispatched
         self.dispatched_total = 0
+        self.started_at = time.time()
         self._stop: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._next_scheduled: float | None = None
@@ -134,48 +138,86 @@ class NotificationListener:
 
     async def _session(self) -> None:
         """One connection's life: subscribe, catch up, then receive until stopped or cut."""
+        settings = self.settings
+        # The subscription blocks on reads for as long as it likes; liveness is ours to judge
+        # (PING with a read deadline), not a socket timeout's.
         client = aioredis.Redis.from_url(
-            self.settings.REDIS_URL,
-            socket_timeout=None,
-            socket_connect_timeout=5,
-            health_check_interval=self.settings.HEALTH_CHECK_INTERVAL,
+            settings.REDIS_URL, socket_timeout=None, socket_connect_timeout=5
         )
-        pubsub = client.pubsub(ignore_subscribe_messages=True)
+        commands = aioredis.Redis.from_url(
+            settings.REDIS_URL, socket_timeout=5, socket_connect_timeout=5
+        )
+        pubsub = client.pubsub()
         try:
-            await pubsub.subscribe(self.settings.CHANNEL)
-            logger.info(
-                "Subscribed to %r at %s", self.settings.CHANNEL, _redacted(self.settings.REDIS_URL)
-            )
+            await pubsub.subscribe(settings.CHANNEL)
+            await self._await_subscription(pubsub)
+            logger.info("Subscribed to %r at %s", settings.CHANNEL, _redacted(settings.REDIS_URL))
             assert self.subscribed is not None  # noqa: S101
             self.subscribed.set()
+            await self._beat(commands)
             # Whatever was announced while we were away is in the database: catch up.
             await self.sweep()
-            next_sweep = time.monotonic() + self.settings.SWEEP_INTERVAL
-            while not self.stopping:
-                now = time.monotonic()
-                if now >= next_sweep or (self._next_scheduled and now >= self._next_scheduled):
-                    await self.sweep()
-                    next_sweep = time.monotonic() + self.settings.SWEEP_INTERVAL
-                    continue
-                wake = min(next_sweep, self._next_scheduled or next_sweep)
-                timeout = min(POLL_SECONDS, max(0.0, wake - now))
-                message = await pubsub.get_message(timeout=timeout)
-                if message is None:
-                    continue
-                batch = [message]
-                while len(batch) < BATCH_SIZE:
-                    more = await pubsub.get_message(timeout=0)
-                    if more is None:
-                        break
-                    batch.append(more)
-                await self.handle_messages(batch)
+            await self._receive_until_stopped(pubsub, commands)
         finally:
-            with contextlib.suppress(redis.RedisError, OSError):
-                await pubsub.unsubscribe()
-            with contextlib.suppress(redis.RedisError, OSError):
-                await pubsub.aclose()
-            with contextlib.suppress(redis.RedisError, OSError):
-                await client.aclose()
+            for closing in (pubsub.aclose(), client.aclose(), commands.aclose()):
+                with contextlib.suppress(redis.RedisError, OSError):
+                    await asyncio.wait_for(closing, timeout=2)
+
+    async def _await_subscription(self, pubsub: aioredis.client.PubSub) -> None:
+        """Wait for Redis to confirm SUBSCRIBE; a silent server is a dead one."""
+        deadline = time.monotonic() + self.settings.HEALTH_CHECK_TIMEOUT
+        while time.monotonic() < deadline:
+            message = await pubsub.get_message(timeout=max(0.0, deadline - time.monotonic()))
+            if message and message["type"] == "subscribe":
+                return
+        raise redis.ConnectionError("Redis did not confirm SUBSCRIBE in time")
+
+    async def _receive_until_stopped(
+        self, pubsub: aioredis.client.PubSub, commands: aioredis.Redis
+    ) -> None:
+        settings = self.settings
+        now = time.monotonic()
+        next_sweep = now + settings.SWEEP_INTERVAL
+        last_heard = now
+        ping_sent: float | None = None
+        while not self.stopping:
+            now = time.monotonic()
+            if now >= next_sweep or (self._next_scheduled and now >= self._next_scheduled):
+                await self._beat(commands)
+                await self.sweep()
+                next_sweep = time.monotonic() + settings.SWEEP_INTERVAL
+                continue
+            if ping_sent is not None and now - ping_sent > settings.HEALTH_CHECK_TIMEOUT:
+                raise redis.ConnectionError(
+                    f"no answer to PING within {settings.HEALTH_CHECK_TIMEOUT:g} s"
+                )
+            if ping_sent is None and now - last_heard > settings.HEALTH_CHECK_INTERVAL:
+                # A half-open connection never errors on its own: ask, and expect an answer.
+                await pubsub.ping()
+                ping_sent = now
+            wake = min(next_sweep, self._next_scheduled or next_sweep)
+            message = await pubsub.get_message(timeout=min(POLL_SECONDS, max(0.0, wake - now)))
+            if message is None:
+                continue
+            last_heard = time.monotonic()
+            ping_sent = None
+            batch = [message]
+            while len(batch) < BATCH_SIZE:
+                more = await pubsub.get_message(timeout=0)
+                if more is None:
+                    break
+                batch.append(more)
+            await self.handle_messages(batch)
+
+    async def _beat(self, commands: aioredis.Redis) -> None:
+        """Write this listener's heartbeat, which ``notifications_health`` reads."""
+        try:
+            await heartbeat.awrite(commands, self.heartbeat_fields())
+        except (redis.RedisError, OSError) as exc:
+            logger.warning("Could not write the listener heartbeat (%s)", exc)
+
+    def heartbeat_fields(self) -> dict[str, object]:
+        return {"dispatched": self.dispatched_total, "started": self.started_at}
 
     async def _sleep(self, seconds: float) -> None:
         assert self._stop is not None  # noqa: S101
@@ -204,9 +246,9 @@ class NotificationListener:
         results = await database_sync_to_async(dispatch_many)(ids)
         for result in results:
             try:
-                await afan_out(result, self.layer)
+                await asyncio.wait_for(afan_out(result, self.layer), FAN_OUT_TIMEOUT)
             except Exception:
-                # The rows are committed: the bell gets it on its next sync.
+                # The rows are committed: the bell notices the gap and syncs.
                 logger.exception("Pushing notification %s failed", result.id)
             self._log(result)
             if self.on_dispatched:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -26,10 +27,20 @@ def _clean_redis_keys() -> Iterator[None]:
     yield
     client = redis.Redis.from_url(os.environ["REDIS_URL"])
     prefix = settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"]
-    keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+    channel = settings.NOTIFICATIONS["CHANNEL"]
+    keys = [
+        *client.scan_iter(match=f"{prefix}*", count=1000),
+        *client.scan_iter(match=f"{channel}*", count=1000),  # listener heartbeats
+    ]
     if keys:
         client.delete(*keys)
     client.close()
+    # SQLite's WAL side files outlive the test database Django removes.
+    test_name = settings.DATABASES["default"].get("TEST", {}).get("NAME")
+    if test_name:
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(f"{test_name}{suffix}")
 
 
 @pytest.fixture(autouse=True)

@@ -1,0 +1,281 @@
+"""conf: defaults, override_settings, and the system checks that name bad configuration."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import pytest
+from django.core import checks as django_checks
+from django.core.management import call_command
+from django.core.management.base import SystemCheckError
+from django.test import override_settings
+
+from notifications import checks, conf
+from notifyproject import settings as project_settings
+
+REDIS_LAYER = "channels_redis.core.RedisChannelLayer"
+GOOD_HOST = {"address": "redis://127.0.0.1:6379/15", "socket_timeout": None}
+
+
+def notification_check_ids() -> list[str]:
+    return sorted(
+        message.id
+        for message in django_checks.run_checks(include_deployment_checks=False)
+        if message.id and message.id.startswith("notifications.")
+    )
+
+
+def check_failure(**notifications: Any) -> str:
+    """Run ``manage.py check`` with these NOTIFICATIONS; return the SystemCheckError text."""
+    with override_settings(NOTIFICATIONS=notifications), pytest.raises(SystemCheckError) as exc:
+        call_command("check", stdout=io.StringIO(), stderr=io.StringIO())
+    return str(exc.value)
+
+
+def layer_ids(layer: dict[str, Any] | None, *, debug: bool = False) -> list[str]:
+    layers = {} if layer is None else {"default": layer}
+    with override_settings(CHANNEL_LAYERS=layers, DEBUG=debug):
+        return [message.id for message in checks.check_channel_layer()]
+
+
+def redis_layer(**config: Any) -> dict[str, Any]:
+    return {"BACKEND": REDIS_LAYER, "CONFIG": {"capacity": 5000, "hosts": [GOOD_HOST], **config}}
+
+
+# ---- conf.get() --------------------------------------------------------------------------
+
+
+def test_defaults_when_unset() -> None:
+    with override_settings(NOTIFICATIONS={}):
+        assert conf.get() == conf.NotificationSettings(**conf.DEFAULTS)
+    with override_settings(NOTIFICATIONS=None):
+        assert conf.get() == conf.NotificationSettings(**conf.DEFAULTS)
+
+
+def test_documented_defaults() -> None:
+    with override_settings(NOTIFICATIONS={}):
+        settings = conf.get()
+    assert settings.CHANNEL == "notifications"
+    assert settings.REDIS_URL == "redis://127.0.0.1:6379/0"
+    assert settings.CHUNK_SIZE == 2000
+    assert settings.MAX_SYNC == 200
+    assert settings.MAX_IDS == 500
+    assert settings.MAX_FRAME_BYTES == 64 * 1024
+    assert settings.WELCOME_NEW_USERS is True
+    assert settings.NOTIFY_GROUP_JOINS is True
+
+
+def test_every_default_is_valid() -> None:
+    assert conf.problems(dict(conf.DEFAULTS)) == []
+    assert set(conf.DEFAULTS) == set(conf.NotificationSettings.__dataclass_fields__)
+
+
+def test_override_settings_takes_effect_and_is_undone() -> None:
+    before = conf.get().CHUNK_SIZE
+    with override_settings(NOTIFICATIONS={"CHUNK_SIZE": 3, "CHANNEL": "elsewhere"}):
+        assert conf.get().CHUNK_SIZE == 3
+        assert conf.get().CHANNEL == "elsewhere"
+        with override_settings(NOTIFICATIONS={"CHUNK_SIZE": 7}):
+            assert conf.get().CHUNK_SIZE == 7
+            assert conf.get().CHANNEL == "notifications"
+        assert conf.get().CHUNK_SIZE == 3
+    assert conf.get().CHUNK_SIZE == before != 3
+
+
+def test_other_settings_do_not_clear_the_cache() -> None:
+    first = conf.get()
+    with override_settings(DEBUG=True):
+        assert conf.get() is first
+
+
+def test_int_is_accepted_for_float_settings() -> None:
+    with override_settings(NOTIFICATIONS={"SWEEP_INTERVAL": 2}):
+        assert conf.get().SWEEP_INTERVAL == 2
+        assert conf.problems({"SWEEP_INTERVAL": 2}) == []
+
+
+def test_invalid_values_fall_back_to_defaults() -> None:
+    bad = {"CHUNK_SIZE": 0, "REDIS_URL": "http://example.com", "MAX_IDS": "10", "NOPE": 1}
+    with override_settings(NOTIFICATIONS={**bad, "MAX_SYNC": 50}):
+        settings = conf.get()
+    assert settings.CHUNK_SIZE == 2000
+    assert settings.REDIS_URL == "redis://127.0.0.1:6379/0"
+    assert settings.MAX_IDS == 500
+    assert settings.MAX_SYNC == 50
+    assert not hasattr(settings, "NOPE")
+
+
+def test_not_a_dict_falls_back_to_defaults() -> None:
+    with override_settings(NOTIFICATIONS=["CHUNK_SIZE", 3]):
+        assert conf.get() == conf.NotificationSettings(**conf.DEFAULTS)
+
+
+# ---- manage.py check: NOTIFICATIONS -------------------------------------------------------
+
+
+def test_unknown_key_is_e002() -> None:
+    text = check_failure(CHUNKSIZE=10)
+    assert "notifications.E002" in text
+    assert "CHUNKSIZE" in text
+    assert "CHUNK_SIZE" in text  # the hint lists the known keys
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("CHUNK_SIZE", "10"),
+        ("CHUNK_SIZE", 2.5),
+        ("CHUNK_SIZE", True),
+        ("CHUNK_SIZE", None),
+        ("SWEEP_INTERVAL", "5"),
+        ("SWEEP_INTERVAL", True),
+        ("WELCOME_NEW_USERS", 1),
+        ("WELCOME_NEW_USERS", "yes"),
+        ("CHANNEL", 5),
+        ("CHANNEL", ""),
+        ("REDIS_URL", None),
+    ],
+)
+def test_wrong_type_is_e003(key: str, value: Any) -> None:
+    text = check_failure(**{key: value})
+    assert "notifications.E003" in text
+    assert key in text
+
+
+@pytest.mark.parametrize("key", ["CHUNK_SIZE", "MAX_IDS", "SWEEP_INTERVAL", "PUBLISH_TIMEOUT"])
+@pytest.mark.parametrize("value", [0, -1])
+def test_non_positive_number_is_e003(key: str, value: int) -> None:
+    text = check_failure(**{key: value})
+    assert "notifications.E003" in text
+    assert key in text
+
+
+def test_nan_is_e003() -> None:
+    text = check_failure(SWEEP_INTERVAL=float("nan"))
+    assert "notifications.E003" in text
+
+
+@pytest.mark.parametrize(
+    "url", ["http://127.0.0.1:6379/0", "127.0.0.1:6379", "localhost", "redis:/localhost"]
+)
+def test_bad_redis_url_is_e004(url: str) -> None:
+    text = check_failure(REDIS_URL=url)
+    assert "notifications.E004" in text
+    assert url in text
+
+
+@pytest.mark.parametrize(
+    "url", ["redis://127.0.0.1:6379/0", "rediss://:pw@redis.example.com:6380/1", "unix:///r.sock"]
+)
+def test_good_redis_urls(url: str) -> None:
+    assert conf.problems({"REDIS_URL": url}) == []
+
+
+def test_not_a_dict_is_e001() -> None:
+    with override_settings(NOTIFICATIONS=[("CHUNK_SIZE", 3)]):
+        ids = [message.id for message in checks.check_notification_settings()]
+    assert ids == ["notifications.E001"]
+
+
+def test_every_problem_is_reported_with_a_hint() -> None:
+    values = {"CHUNK_SIZE": 0, "MAX_SYNC": "x", "REDIS_URL": "tcp://r", "EXTRA": 1}
+    with override_settings(NOTIFICATIONS=values):
+        messages = checks.check_notification_settings()
+    assert sorted(message.id for message in messages) == [
+        "notifications.E002",
+        "notifications.E003",
+        "notifications.E003",
+        "notifications.E004",
+    ]
+    assert all(message.hint for message in messages)
+    assert all(message.is_serious() for message in messages)
+
+
+def test_valid_settings_pass_check() -> None:
+    with override_settings(NOTIFICATIONS={"CHUNK_SIZE": 10, "CHANNEL": "site-a"}):
+        assert checks.check_notification_settings() == []
+        call_command("check", stdout=io.StringIO(), stderr=io.StringIO())
+
+
+# ---- channel layer checks ----------------------------------------------------------------
+
+
+def test_missing_default_layer_is_e010() -> None:
+    assert layer_ids(None) == ["notifications.E010"]
+
+
+def test_in_memory_layer_without_debug_is_w001() -> None:
+    layer = {"BACKEND": "channels.layers.InMemoryChannelLayer"}
+    assert layer_ids(layer, debug=False) == ["notifications.W001"]
+    assert layer_ids(layer, debug=True) == []
+
+
+def test_host_dict_without_socket_timeout_none_is_w002() -> None:
+    assert layer_ids(redis_layer(hosts=[{"address": "redis://127.0.0.1:6379/0"}])) == [
+        "notifications.W002"
+    ]
+    with_timeout = {"address": "redis://127.0.0.1:6379/0", "socket_timeout": 5}
+    assert layer_ids(redis_layer(hosts=[with_timeout])) == ["notifications.W002"]
+    assert layer_ids(redis_layer(hosts=[GOOD_HOST])) == []
+
+
+@pytest.mark.parametrize("host", ["redis://127.0.0.1:6379/0", ("127.0.0.1", 6379)])
+def test_plain_host_is_w003(host: Any) -> None:
+    assert layer_ids(redis_layer(hosts=[host])) == ["notifications.W003"]
+
+
+def test_one_warning_per_bad_host() -> None:
+    hosts = [GOOD_HOST, "redis://a:6379/0", {"address": "redis://b:6379/0"}]
+    assert sorted(layer_ids(redis_layer(hosts=hosts))) == [
+        "notifications.W002",
+        "notifications.W003",
+    ]
+
+
+@pytest.mark.parametrize("capacity", [1, 100, 999])
+def test_small_capacity_is_w004(capacity: int) -> None:
+    assert layer_ids(redis_layer(capacity=capacity)) == ["notifications.W004"]
+
+
+def test_default_capacity_is_w004() -> None:
+    layer = {"BACKEND": REDIS_LAYER, "CONFIG": {"hosts": [GOOD_HOST]}}
+    assert layer_ids(layer) == ["notifications.W004"]
+
+
+@pytest.mark.parametrize("capacity", [1000, 5000])
+def test_large_capacity_is_fine(capacity: int) -> None:
+    assert layer_ids(redis_layer(capacity=capacity)) == []
+
+
+def test_channel_layer_warnings_have_hints_and_are_not_errors() -> None:
+    layer = {"BACKEND": REDIS_LAYER, "CONFIG": {"hosts": ["redis://a", {"address": "redis://b"}]}}
+    with override_settings(CHANNEL_LAYERS={"default": layer}):
+        messages = checks.check_channel_layer()
+    assert len(messages) == 3
+    assert all(message.hint and not message.is_serious() for message in messages)
+
+
+def test_warnings_fail_check_at_warning_level() -> None:
+    layer = {"BACKEND": "channels.layers.InMemoryChannelLayer"}
+    with (
+        override_settings(CHANNEL_LAYERS={"default": layer}, DEBUG=False),
+        pytest.raises(SystemCheckError, match=r"notifications\.W001"),
+    ):
+        call_command("check", fail_level="WARNING", stdout=io.StringIO(), stderr=io.StringIO())
+
+
+# ---- the project's own settings ----------------------------------------------------------
+
+
+def test_test_settings_produce_no_notification_messages() -> None:
+    assert notification_check_ids() == []
+
+
+def test_project_settings_produce_no_notification_messages() -> None:
+    with override_settings(
+        NOTIFICATIONS=project_settings.NOTIFICATIONS,
+        CHANNEL_LAYERS=project_settings.CHANNEL_LAYERS,
+        DEBUG=False,
+    ):
+        assert notification_check_ids() == []

@@ -1,0 +1,279 @@
+"""dispatch: resolve audiences in chunks, claim and record once, schedule and expire."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.db import connection
+from django.test import override_settings
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from notifications.dispatch import (
+    audience_user_ids,
+    dispatch_many,
+    dispatch_notification,
+    due_notification_ids,
+    fan_out_groups,
+    next_scheduled_at,
+)
+from notifications.events import GROUP_ALL, GROUP_STAFF, auth_group_group, user_group
+from notifications.models import Audience, Delivery, DeliveryState, Notification
+from tests.factories import GroupFactory, StaffFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def notification(**fields: Any) -> Notification:
+    return Notification.objects.create(**{"title": "Hi", "audience": Audience.ALL, **fields})
+
+
+def flatten(chunks: list[list[int]]) -> list[int]:
+    return [user_id for chunk in chunks for user_id in chunk]
+
+
+@pytest.fixture
+def people():
+    """Two plain users, two staff, one inactive user and one inactive staff member."""
+    return {
+        "plain": UserFactory.create_batch(2),
+        "staff": StaffFactory.create_batch(2),
+        "inactive": UserFactory(is_active=False),
+        "inactive_staff": StaffFactory(is_active=False),
+    }
+
+
+def pks(users: list) -> list[int]:
+    return sorted(user.pk for user in users)
+
+
+# ---- audiences -------------------------------------------------------------------------------
+
+
+def test_user_audience(people) -> None:
+    target = people["plain"][1]
+    row = notification(audience=Audience.USER, recipient=target)
+    assert flatten(list(audience_user_ids(row, 100))) == [target.pk]
+
+
+def test_inactive_recipient_gets_nothing(people) -> None:
+    row = notification(audience=Audience.USER, recipient=people["inactive"])
+    assert list(audience_user_ids(row, 100)) == []
+
+
+def test_group_audience(people) -> None:
+    group, other_group = GroupFactory(), GroupFactory()
+    members = [people["plain"][0], people["staff"][1]]
+    for user in [*members, people["inactive"]]:
+        user.groups.add(group)
+    people["plain"][1].groups.add(other_group)
+    row = notification(audience=Audience.GROUP, group=group)
+    assert flatten(list(audience_user_ids(row, 100))) == pks(members)
+
+
+def test_staff_audience(people) -> None:
+    row = notification(audience=Audience.STAFF)
+    assert flatten(list(audience_user_ids(row, 100))) == pks(people["staff"])
+
+
+def test_all_audience(people) -> None:
+    row = notification(audience=Audience.ALL)
+    assert flatten(list(audience_user_ids(row, 100))) == pks(people["plain"] + people["staff"])
+
+
+def test_unknown_audience_raises() -> None:
+    with pytest.raises(ValueError, match="unknown audience"):
+        list(audience_user_ids(Notification(title="x", audience="planet"), 10))
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 6, 7, 10])
+def test_chunks_are_ascending_disjoint_and_cover_everyone(count: int) -> None:
+    users = UserFactory.create_batch(count)
+    UserFactory(is_active=False)
+    row = notification(audience=Audience.ALL)
+    chunks = list(audience_user_ids(row, 3))
+    assert all(1 <= len(chunk) <= 3 for chunk in chunks)
+    assert [len(chunk) for chunk in chunks[:-1]] == [3] * (len(chunks) - 1)
+    assert len(chunks) == -(-count // 3)
+    everyone = flatten(chunks)
+    assert everyone == sorted(everyone)
+    assert len(set(everyone)) == len(everyone)
+    assert everyone == pks(users)
+
+
+# ---- fan-out groups --------------------------------------------------------------------------
+
+
+def test_fan_out_groups(people) -> None:
+    user = people["plain"][0]
+    group = GroupFactory()
+    assert fan_out_groups(notification(audience=Audience.USER, recipient=user)) == [
+        user_group(user.pk)
+    ]
+    assert fan_out_groups(notification(audience=Audience.GROUP, group=group)) == [
+        auth_group_group(group.pk)
+    ]
+    assert fan_out_groups(notification(audience=Audience.STAFF)) == [GROUP_STAFF]
+    assert fan_out_groups(notification(audience=Audience.ALL)) == [GROUP_ALL]
+
+
+# ---- dispatch_notification ---------------------------------------------------------------------
+
+
+def test_dispatch_writes_one_delivery_per_recipient(people) -> None:
+    row = notification(audience=Audience.ALL)
+    before = timezone.now()
+    result = dispatch_notification(row.pk)
+    expected = pks(people["plain"] + people["staff"])
+
+    assert result is not None
+    assert result.id == row.pk
+    assert result.recipient_count == len(expected)
+    assert result.groups == [GROUP_ALL]
+    assert result.expired is False
+    assert result.audience == Audience.ALL
+    assert result.notification["id"] == row.pk
+    assert result.notification["read"] is False
+
+    deliveries = Delivery.objects.filter(notification=row)
+    assert sorted(d.user_id for d in deliveries) == expected
+    assert {d.state for d in deliveries} == {DeliveryState.PENDING}
+    row.refresh_from_db()
+    assert row.dispatched_at is not None and row.dispatched_at >= before
+    assert row.recipient_count == len(expected)
+
+
+def test_dispatch_in_chunks_covers_everyone(settings) -> None:
+    users = UserFactory.create_batch(7)
+    row = notification(audience=Audience.ALL)
+    with (
+        override_settings(NOTIFICATIONS={**settings.NOTIFICATIONS, "CHUNK_SIZE": 3}),
+        CaptureQueriesContext(connection) as queries,
+    ):
+        result = dispatch_notification(row.pk)
+    assert result is not None
+    assert result.recipient_count == 7
+    user_table = get_user_model()._meta.db_table
+    chunk_queries = [
+        q["sql"] for q in queries if f'FROM "{user_table}"' in q["sql"] and "LIMIT 3" in q["sql"]
+    ]
+    assert len(chunk_queries) == 3  # 3 + 3 + 1 users
+    assert sorted(Delivery.objects.values_list("user_id", flat=True)) == pks(users)
+
+
+def test_second_dispatch_returns_none_and_creates_nothing(people) -> None:
+    row = notification(audience=Audience.STAFF)
+    assert dispatch_notification(row.pk) is not None
+    row.refresh_from_db()
+    first = (row.dispatched_at, row.recipient_count)
+    deliveries = list(Delivery.objects.order_by("pk").values_list("pk", flat=True))
+
+    assert dispatch_notification(row.pk) is None
+    assert dispatch_notification(row.pk, now=timezone.now() + timedelta(days=1)) is None
+    row.refresh_from_db()
+    assert (row.dispatched_at, row.recipient_count) == first
+    assert list(Delivery.objects.order_by("pk").values_list("pk", flat=True)) == deliveries
+
+
+def test_dispatch_of_missing_row_returns_none() -> None:
+    assert dispatch_notification(987_654) is None
+
+
+def test_scheduled_is_not_dispatched_until_due(people) -> None:
+    publish_at = timezone.now() + timedelta(hours=1)
+    row = notification(audience=Audience.ALL, publish_at=publish_at)
+    assert dispatch_notification(row.pk) is None
+    row.refresh_from_db()
+    assert row.dispatched_at is None
+    assert not Delivery.objects.exists()
+    assert row.pk in Notification.objects.undispatched().values_list("pk", flat=True)
+
+    due = publish_at + timedelta(seconds=1)
+    result = dispatch_notification(row.pk, now=due)
+    assert result is not None
+    assert result.recipient_count == 4
+    row.refresh_from_db()
+    assert row.dispatched_at == due
+    assert Delivery.objects.filter(notification=row).count() == 4
+
+
+def test_expired_is_dispatched_to_nobody(people) -> None:
+    row = notification(audience=Audience.ALL, expires_at=timezone.now() - timedelta(seconds=1))
+    result = dispatch_notification(row.pk)
+    assert result is not None
+    assert result.expired is True
+    assert result.recipient_count == 0
+    assert result.groups == []
+    row.refresh_from_db()
+    assert row.dispatched_at is not None
+    assert row.recipient_count == 0
+    assert not Delivery.objects.exists()
+
+
+def test_expiry_is_judged_at_dispatch_time(people) -> None:
+    now = timezone.now()
+    row = notification(
+        audience=Audience.ALL,
+        publish_at=now + timedelta(minutes=1),
+        expires_at=now + timedelta(minutes=2),
+    )
+    result = dispatch_notification(row.pk, now=now + timedelta(minutes=3))
+    assert result is not None
+    assert result.expired is True
+    assert not Delivery.objects.exists()
+
+
+def test_recipient_without_active_account_counts_zero(people) -> None:
+    row = notification(audience=Audience.USER, recipient=people["inactive"])
+    result = dispatch_notification(row.pk)
+    assert result is not None
+    assert result.recipient_count == 0
+    assert result.groups == [user_group(people["inactive"].pk)]
+    assert not Delivery.objects.exists()
+
+
+def test_dispatch_many_skips_duplicates_and_done_ones(people) -> None:
+    first = notification(audience=Audience.STAFF)
+    second = notification(audience=Audience.USER, recipient=people["plain"][0])
+    scheduled = notification(publish_at=timezone.now() + timedelta(hours=1))
+    results = dispatch_many([first.pk, second.pk, first.pk, scheduled.pk, 987_654])
+    assert [result.id for result in results] == [first.pk, second.pk]
+    assert dispatch_many([first.pk, second.pk]) == []
+    assert Delivery.objects.count() == 3
+
+
+# ---- sweep helpers -----------------------------------------------------------------------------
+
+
+def test_due_notification_ids_oldest_first() -> None:
+    now = timezone.now()
+    a = notification()
+    notification(dispatched_at=now)
+    b = notification(publish_at=now - timedelta(minutes=1))
+    notification(publish_at=now + timedelta(hours=1))
+    c = notification()
+    assert due_notification_ids() == [a.pk, b.pk, c.pk]
+    assert due_notification_ids(limit=2) == [a.pk, b.pk]
+
+
+def test_due_notification_ids_shrinks_as_dispatched(people) -> None:
+    rows = [notification() for _ in range(3)]
+    dispatch_notification(rows[0].pk)
+    assert due_notification_ids() == [rows[1].pk, rows[2].pk]
+
+
+def test_next_scheduled_at() -> None:
+    now = timezone.now()
+    assert next_scheduled_at() is None
+    notification()
+    notification(publish_at=now - timedelta(minutes=1))
+    assert next_scheduled_at() is None
+    later = notification(publish_at=now + timedelta(hours=2))
+    soon = notification(publish_at=now + timedelta(minutes=10))
+    notification(publish_at=now + timedelta(minutes=5), dispatched_at=now)
+    assert next_scheduled_at() == soon.publish_at
+    Notification.objects.filter(pk=soon.pk).update(dispatched_at=now)
+    assert next_scheduled_at() == later.publish_at
