@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -27,6 +28,10 @@ logger = logging.getLogger(__name__)
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_TOO_LARGE = 4413
 CLOSE_TOO_MANY = 4429
+
+# channels-redis forgets group members after group_expiry (a day by default), and a Redis
+# restart forgets them at once; a socket re-adds itself on a ping at most this often.
+GROUP_REFRESH_SECONDS = 60.0
 
 
 def groups_for_user(user_id: int) -> set[str] | None:
@@ -52,6 +57,8 @@ class NotificationConsumer(AsyncWebsocketConsumer):
     """One browser tab's socket at /ws/notifications/."""
 
     user_id: int | None = None
+    session_group: str | None = None
+    groups_refreshed = 0.0
 
     async def connect(self) -> None:
         user = self.scope.get("user")
@@ -62,6 +69,9 @@ class NotificationConsumer(AsyncWebsocketConsumer):
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
         self.user_id = user.pk
+        session = self.scope.get("session")
+        session_key = getattr(session, "session_key", None)
+        self.session_group = events.session_group(session_key) if session_key else None
         settings = conf.get()
         self.max_frame_bytes = settings.MAX_FRAME_BYTES
         self.max_ids = settings.MAX_IDS
@@ -86,12 +96,20 @@ class NotificationConsumer(AsyncWebsocketConsumer):
         wanted = await agroups_for_user(self.user_id)
         if wanted is None:
             return False
+        if self.session_group:
+            wanted.add(self.session_group)
         for group in wanted - self.joined:
             await self.channel_layer.group_add(group, self.channel_name)
         for group in self.joined - wanted:
             await self.channel_layer.group_discard(group, self.channel_name)
         self.joined = wanted
+        self.groups_refreshed = time.monotonic()
         return True
+
+    async def _refresh_groups(self) -> None:
+        for group in self.joined:
+            await self.channel_layer.group_add(group, self.channel_name)
+        self.groups_refreshed = time.monotonic()
 
     async def send_json(self, content: dict[str, Any]) -> None:
         await self.send(text_data=json.dumps(content, separators=(",", ":")))
@@ -122,7 +140,11 @@ class NotificationConsumer(AsyncWebsocketConsumer):
             await self.send_json(events.error_frame("server_error", "Try again shortly."))
 
     async def on_ping(self, frame: ClientFrame) -> None:
-        await self.send_json(events.pong_frame())
+        # Group memberships live in Redis: they expire, and a restarted Redis forgets them.
+        # Rejoining now and then keeps a long-lived socket reachable.
+        if time.monotonic() - self.groups_refreshed > GROUP_REFRESH_SECONDS:
+            await self._refresh_groups()
+        await self.send_json(events.pong_frame(await alast_notification_id(self.user_id)))
 
     async def on_ack(self, frame: ClientFrame) -> None:
         await adeliveries_mark_delivered(self.user_id, frame.ids)
@@ -147,10 +169,16 @@ class NotificationConsumer(AsyncWebsocketConsumer):
     # ---- channel layer → client ----------------------------------------------------------
 
     async def notify_created(self, event: dict[str, Any]) -> None:
-        await self.send_json(events.notification_frame(event["notification"]))
+        if self.user_id is not None:
+            await self.send_json(events.notification_frame(event["notification"]))
 
     async def notify_read(self, event: dict[str, Any]) -> None:
-        await self.send_json(events.read_frame(event["ids"], event["unread"]))
+        if self.user_id is not None:
+            await self.send_json(events.read_frame(event["ids"], event["unread"]))
+
+    async def notify_logout(self, event: dict[str, Any]) -> None:
+        self.user_id = None  # no frame may follow a logout
+        await self.close(code=CLOSE_UNAUTHENTICATED)
 
     async def notify_membership(self, event: dict[str, Any]) -> None:
         if not await self._sync_groups():

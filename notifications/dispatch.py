@@ -27,9 +27,11 @@ from notifications.events import (
     SerializedNotification,
     auth_group_group,
     layer_created_event,
+    layer_logout_event,
     layer_membership_event,
     layer_read_event,
     serialize_notification,
+    session_group,
     user_group,
 )
 from notifications.models import Audience, Notification
@@ -178,5 +180,12 @@ async def apush_membership_changed(user_id: int, layer: BaseChannelLayer | None 
     await layer.group_send(user_group(user_id), layer_membership_event())
 
 
+async def apush_logout(session_key: str, layer: BaseChannelLayer | None = None) -> None:
+    """Close every socket opened with this browser session."""
+    layer = layer or get_channel_layer()
+    await layer.group_send(session_group(session_key), layer_logout_event())
+
+
 push_read = async_to_sync(apush_read)
+push_logout = async_to_sync(apush_logout)
 push_membership_changed = async_to_sync(apush_membership_changed)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from typing import Any, Literal, TypedDict
@@ -105,8 +106,9 @@ def read_frame(ids: list[int], unread: int) -> dict[str, Any]:
     return {"type": "read", "ids": ids, "unread": unread}
 
 
-def pong_frame() -> dict[str, Any]:
-    return {"type": "pong"}
+def pong_frame(last_id: int | None = None) -> dict[str, Any]:
+    """Answer a ping; ``last_id`` lets the client notice a push it never got, and sync."""
+    return {"type": "pong", "last_id": last_id}
 
 
 def error_frame(code: str, detail: str) -> dict[str, Any]:
@@ -182,6 +184,11 @@ def layer_read_event(ids: list[int], unread: int) -> dict[str, Any]:
     return {"type": "notify.read", "ids": ids, "unread": unread}
 
 
+def layer_logout_event() -> dict[str, Any]:
+    """Tell the sockets of one browser session that it logged out."""
+    return {"type": "notify.logout"}
+
+
 def layer_membership_event() -> dict[str, Any]:
     """Tell a user's sockets to recompute their groups (staff flag or Group membership)."""
     return {"type": "notify.membership"}
@@ -200,3 +207,9 @@ def user_group(user_id: int) -> str:
 
 def auth_group_group(group_id: int) -> str:
     return f"notifications.group.{int(group_id)}"
+
+
+def session_group(session_key: str) -> str:
+    """The group of one browser session's sockets; the key itself never reaches Redis."""
+    digest = hashlib.sha256(session_key.encode("utf-8")).hexdigest()[:40]
+    return f"notifications.session.{digest}"

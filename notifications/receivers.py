@@ -7,12 +7,13 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
+from django.contrib.auth.signals import user_logged_out
 from django.db import transaction
 from django.db.models.signals import m2m_changed, post_save
 from django.utils.translation import gettext as _
 
 from notifications import conf
-from notifications.dispatch import push_membership_changed
+from notifications.dispatch import push_logout, push_membership_changed
 from notifications.models import Level
 from notifications.services import notify
 
@@ -84,11 +85,26 @@ def _membership_changed_on_commit(user_ids: list[int]) -> None:
     transaction.on_commit(push)
 
 
+def close_sockets_on_logout(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
+    """Close the sockets of the session that logs out; no frame reaches it afterwards."""
+    session_key = getattr(getattr(request, "session", None), "session_key", None)
+    if not session_key:
+        return
+    try:
+        push_logout(session_key)
+    except Exception as exc:
+        # The session is gone either way: its sockets fail authentication on reconnect.
+        logger.warning("Could not close the sockets of a logged-out session (%s)", exc)
+
+
 def connect() -> None:
     """Connect the receivers (called from AppConfig.ready)."""
     user_model = get_user_model()
     post_save.connect(
         welcome_new_user, sender=user_model, dispatch_uid="notifications.welcome_new_user"
+    )
+    user_logged_out.connect(
+        close_sockets_on_logout, dispatch_uid="notifications.close_sockets_on_logout"
     )
     m2m_changed.connect(
         group_membership_changed,

@@ -1,5 +1,6 @@
 """NotificationConsumer through the project's real ASGI stack and the real Redis layer."""
 
+import asyncio
 import json
 
 import pytest
@@ -33,7 +34,7 @@ def state_of(notification, user):
 
 async def assert_still_open(communicator):
     await communicator.send_json_to({"type": "ping"})
-    assert await receive_type(communicator, "pong") == {"type": "pong"}
+    assert (await receive_type(communicator, "pong"))["type"] == "pong"
 
 
 async def test_anonymous_socket_is_accepted_then_closed_with_4401():
@@ -223,23 +224,21 @@ async def test_joining_a_group_while_connected_moves_the_socket_into_it():
     group = await sync_to_async(GroupFactory)()
     communicator, _ = await connect(user)
     await sync_to_async(user.groups.add)(group)
-    # The m2m receiver tells the socket on commit; it rejoins, then group messages arrive.
-    await assert_still_open(communicator)
+    # The m2m receiver tells the socket on commit, through the layer; it then rejoins.
     layer = get_channel_layer()
+    group_name = events.auth_group_group(group.pk)
+    for _ in range(100):
+        async with layer.connection(layer.consistent_hash(group_name)) as connection:
+            if await connection.zcard(layer._group_key(group_name)):
+                break
+        await asyncio.sleep(0.05)
+    else:
+        pytest.fail("the socket never joined the group")
     payload = events.serialize_notification(
         await sync_to_async(Notification)(pk=7, title="team", created_at=_now())
     )
-    for _ in range(50):
-        await layer.group_send(
-            events.auth_group_group(group.pk), events.layer_created_event(payload)
-        )
-        try:
-            frame = await receive_type(communicator, "notification", timeout=0.1)
-            break
-        except Exception:  # noqa: S112 - the rejoin may still be in flight
-            continue
-    else:
-        pytest.fail("the socket never joined the group")
+    await layer.group_send(group_name, events.layer_created_event(payload))
+    frame = await receive_type(communicator, "notification")
     assert frame["notification"]["id"] == 7
     await communicator.disconnect()
 
@@ -256,3 +255,76 @@ def _now():
     from django.utils import timezone
 
     return timezone.now()
+
+
+async def test_pong_carries_the_last_id_so_a_client_can_notice_a_gap():
+    user = await sync_to_async(UserFactory)()
+    communicator, _ = await connect(user)
+    await communicator.send_json_to({"type": "ping"})
+    assert await receive_type(communicator, "pong") == {"type": "pong", "last_id": None}
+    newest = await delivered_notification(user)  # pushed nowhere: a "lost" push
+    await communicator.send_json_to({"type": "ping"})
+    assert await receive_type(communicator, "pong") == {"type": "pong", "last_id": newest.pk}
+    await communicator.disconnect()
+
+
+async def test_a_socket_rejoins_its_groups_after_redis_forgot_them(monkeypatch):
+    from notifications import consumers
+
+    monkeypatch.setattr(consumers, "GROUP_REFRESH_SECONDS", 0.0)
+    user = await sync_to_async(UserFactory)()
+    communicator, _ = await connect(user)
+    layer = get_channel_layer()
+    group = events.user_group(user.pk)
+    # What a Redis restart (or channels-redis's group expiry) does to the membership:
+    async with layer.connection(layer.consistent_hash(group)) as connection:
+        await connection.delete(layer._group_key(group))
+    await communicator.send_json_to({"type": "ping"})
+    await receive_type(communicator, "pong")
+    payload = events.serialize_notification(
+        await sync_to_async(Notification)(pk=3, title="back", created_at=_now())
+    )
+    await layer.group_send(group, events.layer_created_event(payload))
+    assert (await receive_type(communicator, "notification"))["notification"]["id"] == 3
+    await communicator.disconnect()
+
+
+async def test_logout_closes_that_sessions_sockets_and_no_frame_follows():
+    from django.test import Client
+
+    user = await sync_to_async(UserFactory)()
+    browser = Client()
+    await sync_to_async(browser.force_login)(user)
+    cookie = f"sessionid={browser.cookies['sessionid'].value}".encode()
+    from notifyproject.asgi import application
+
+    def socket_for(cookie_header):
+        from channels.testing import WebsocketCommunicator
+
+        return WebsocketCommunicator(
+            application,
+            "/ws/notifications/",
+            headers=[
+                (b"host", b"localhost"),
+                (b"origin", b"http://localhost"),
+                (b"cookie", cookie_header),
+            ],
+        )
+
+    tab = socket_for(cookie)
+    assert (await tab.connect())[0]
+    await receive_type(tab, "hello")
+    other_device, _ = await connect(user)  # the same user, another session
+    response = await sync_to_async(browser.post)("/accounts/logout/")
+    assert response.status_code == 302
+    assert await tab.receive_output(timeout=3) == {"type": "websocket.close", "code": 4401}
+    # A push to the user after logout reaches the other session only.
+    payload = events.serialize_notification(
+        await sync_to_async(Notification)(pk=5, title="after", created_at=_now())
+    )
+    await get_channel_layer().group_send(
+        events.user_group(user.pk), events.layer_created_event(payload)
+    )
+    assert (await receive_type(other_device, "notification"))["notification"]["id"] == 5
+    assert await tab.receive_nothing(timeout=0.3)
+    await other_device.disconnect()
