@@ -61,8 +61,12 @@ def check_listeners(report: HealthReport, client: redis.Redis, max_age: float) -
     now = time.time()
     beats = [beat for beat in heartbeat.read_all(client) if now - beat.get("at", 0) <= max_age]
     report.listeners = [
-        {"host": beat.get("host"), "pid": beat.get("pid"),
-         "age_seconds": round(now - beat["at"], 1), "dispatched": beat.get("dispatched")}
+        {
+            "host": beat.get("host"),
+            "pid": beat.get("pid"),
+            "age_seconds": round(now - beat["at"], 1),
+            "dispatched": beat.get("dispatched"),
+        }
         for beat in beats
     ]
     if not beats:
@@ -99,6 +103,7 @@ def health_report(*, grace_seconds: float | None = None) -> HealthReport:
     finally:
         client.close()
     if report.database == "ok":
-        check_backlog(report, grace_seconds if grace_seconds is not None
-                      else 2 * settings.SWEEP_INTERVAL + 5)
+        check_backlog(
+            report, grace_seconds if grace_seconds is not None else 2 * settings.SWEEP_INTERVAL + 5
+        )
     return report

@@ -11,14 +11,20 @@ from notifications.health import health_report
 
 
 class Command(BaseCommand):
-    help = ("Check the database, Redis, listener heartbeats and the backlog of undispatched "
-            "notifications. Exits 1 when anything is wrong.")
+    help = (
+        "Check the database, Redis, listener heartbeats and the backlog of undispatched "
+        "notifications. Exits 1 when anything is wrong."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--json", action="store_true", help="Print the report as JSON.")
-        parser.add_argument("--grace", type=float, default=None,
-                            help="Seconds a due notification may wait before it counts as "
-                            "stuck (default: two sweep intervals + 5 s).")
+        parser.add_argument(
+            "--grace",
+            type=float,
+            default=None,
+            help="Seconds a due notification may wait before it counts as "
+            "stuck (default: two sweep intervals + 5 s).",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         report = health_report(grace_seconds=options["grace"])
@@ -29,8 +35,10 @@ class Command(BaseCommand):
             self.stdout.write(f"redis:     {report.redis}")
             self.stdout.write(f"listeners: {len(report.listeners)} alive")
             for beat in report.listeners:
-                self.stdout.write(f"  - {beat['host']} pid {beat['pid']}, last beat "
-                                  f"{beat['age_seconds']} s ago, {beat['dispatched']} dispatched")
+                self.stdout.write(
+                    f"  - {beat['host']} pid {beat['pid']}, last beat "
+                    f"{beat['age_seconds']} s ago, {beat['dispatched']} dispatched"
+                )
             self.stdout.write(f"backlog:   {report.backlog} due, {report.stuck} stuck")
             for problem in report.problems:
                 self.stderr.write(f"UNHEALTHY: {problem}")
