@@ -13,6 +13,9 @@ from django.dispatch import receiver
 DEFAULTS: dict[str, Any] = {
     # Where the save hook publishes and the listener subscribes.
     "REDIS_URL": "redis://127.0.0.1:6379/0",
+    # Extra keyword arguments for every Redis client the app makes (pub/sub, PUBLISH, health),
+    # e.g. {"ssl_ca_certs": "/etc/ssl/redis-ca.pem"} for a rediss:// URL with a private CA.
+    "REDIS_OPTIONS": {},
     # The pub/sub channel name; give each site sharing one Redis its own.
     "CHANNEL": "notifications",
     # How often the listener looks for committed-but-undispatched rows (missed messages,
@@ -58,6 +61,7 @@ class NotificationSettings:
     """Validated, typed view of ``settings.NOTIFICATIONS``."""
 
     REDIS_URL: str
+    REDIS_OPTIONS: dict[str, Any]
     CHANNEL: str
     SWEEP_INTERVAL: float
     CHUNK_SIZE: int
@@ -121,8 +125,7 @@ def problems(values: Any) -> list[Problem]:
                     "E003",
                     field.name,
                     f"NOTIFICATIONS[{field.name!r}] = {value!r} is invalid.",
-                    f"Use a {'positive number' if expected in ('float', 'int') else expected}; "
-                    f"the default is {DEFAULTS[field.name]!r}.",
+                    f"Use a {_describe(expected)}; the default is {DEFAULTS[field.name]!r}.",
                 )
             )
     url = merged["REDIS_URL"]
@@ -138,7 +141,22 @@ def problems(values: Any) -> list[Problem]:
     return found
 
 
+def _describe(expected: str) -> str:
+    if expected in ("float", "int"):
+        return "positive number"
+    if expected.startswith("dict"):
+        return "dict of keyword arguments"
+    return expected
+
+
+def redis_kwargs(**overrides: Any) -> dict[str, Any]:
+    """Keyword arguments for a Redis client: REDIS_OPTIONS, then the caller's timeouts."""
+    return {**get().REDIS_OPTIONS, **overrides}
+
+
 def _has_type(value: Any, expected: str) -> bool:
+    if expected.startswith("dict"):
+        return isinstance(value, dict) and all(isinstance(key, str) for key in value)
     if expected == "bool":
         return isinstance(value, bool)
     if expected == "int":

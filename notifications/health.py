@@ -96,7 +96,9 @@ def health_report(*, grace_seconds: float | None = None) -> HealthReport:
     settings = conf.get()
     report = HealthReport()
     check_database(report)
-    client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
+    client = redis.Redis.from_url(
+        settings.REDIS_URL, **conf.redis_kwargs(socket_timeout=2, socket_connect_timeout=2)
+    )
     try:
         if check_redis(report, client):
             check_listeners(report, client, settings.HEARTBEAT_MAX_AGE)

@@ -142,10 +142,10 @@ class NotificationListener:
         # The subscription blocks on reads for as long as it likes; liveness is ours to judge
         # (PING with a read deadline), not a socket timeout's.
         client = aioredis.Redis.from_url(
-            settings.REDIS_URL, socket_timeout=None, socket_connect_timeout=5
+            settings.REDIS_URL, **conf.redis_kwargs(socket_timeout=None, socket_connect_timeout=5)
         )
         commands = aioredis.Redis.from_url(
-            settings.REDIS_URL, socket_timeout=5, socket_connect_timeout=5
+            settings.REDIS_URL, **conf.redis_kwargs(socket_timeout=5, socket_connect_timeout=5)
         )
         pubsub = client.pubsub()
         try:

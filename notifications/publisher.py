@@ -69,11 +69,13 @@ def _get_client() -> redis.Redis:
         if _client is None or _client_url != settings.REDIS_URL:
             _client = redis.Redis.from_url(
                 settings.REDIS_URL,
-                socket_timeout=settings.PUBLISH_TIMEOUT,
-                socket_connect_timeout=settings.PUBLISH_TIMEOUT,
-                health_check_interval=30,
-                # No retries: a save must not wait out a back-off loop while Redis is down.
-                retry=Retry(NoBackoff(), 0),
+                **conf.redis_kwargs(
+                    socket_timeout=settings.PUBLISH_TIMEOUT,
+                    socket_connect_timeout=settings.PUBLISH_TIMEOUT,
+                    health_check_interval=30,
+                    # No retries: a save must not wait out a back-off loop while Redis is down.
+                    retry=Retry(NoBackoff(), 0),
+                ),
             )
             _client_url = settings.REDIS_URL
         return _client

@@ -38,6 +38,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "notifications.middleware.TimezoneMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -90,6 +91,10 @@ LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "home"
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+# For rediss:// with a private CA: the CA file every Redis client should trust.
+REDIS_OPTIONS = (
+    {"ssl_ca_certs": os.environ["REDIS_TLS_CA_FILE"]} if os.environ.get("REDIS_TLS_CA_FILE") else {}
+)
 
 CHANNEL_LAYERS = {
     "default": {
@@ -106,6 +111,7 @@ CHANNEL_LAYERS = {
                     # The default pool of 100 raises MaxConnectionsError under bursts of
                     # handshakes and disconnects; one daphne process serves thousands.
                     "max_connections": int(os.environ.get("REDIS_MAX_CONNECTIONS", "1000")),
+                    **REDIS_OPTIONS,
                 }
             ],
             # The default capacity of 100 drops messages silently to a busy channel.
@@ -118,14 +124,19 @@ CHANNEL_LAYERS = {
 
 NOTIFICATIONS = {
     "REDIS_URL": REDIS_URL,
+    "REDIS_OPTIONS": REDIS_OPTIONS,
     "CHANNEL": os.environ.get("NOTIFICATIONS_CHANNEL", "notifications"),
 }
 
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", default=not DEBUG)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
-SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", default=False)
-SECURE_HSTS_SECONDS = int(os.environ.get("DJANGO_HSTS_SECONDS", "0"))
+# Production (debug off) defaults to HTTPS everywhere; each can be relaxed by its variable,
+# e.g. behind a proxy that already redirects.
+SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", default=not DEBUG)
+SECURE_HSTS_SECONDS = int(os.environ.get("DJANGO_HSTS_SECONDS", "0" if DEBUG else "31536000"))
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", default=not DEBUG)
+SECURE_HSTS_PRELOAD = env_bool("DJANGO_HSTS_PRELOAD", default=not DEBUG)
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 if os.environ.get("DJANGO_SECURE_PROXY_SSL_HEADER"):
