@@ -1,106 +1,497 @@
-"""Admin: compose notifications (created_by is the admin) and inspect their deliveries."""
+"""Admin: compose notifications, follow their delivery, resend to the undelivered, expire.
+
+Staff may look at everything; composing needs ``notifications.add_notification``. Once a
+notification is dispatched its content is what people received, so only its expiry changes.
+Deliveries are a record, never edited here.
+"""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
+from urllib.parse import urlencode
 
-from django.contrib import admin
-from django.db.models import Count, Q, QuerySet
-from django.http import HttpRequest
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.formats import date_format, time_format
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
+from django.utils.text import capfirst
+from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
-from notifications.models import Delivery, DeliveryState, Notification
+from notifications.forms import CONTENT_FIELDS, NotificationAdminForm
+from notifications.models import Audience, Delivery, DeliveryState, Level, Notification
+from notifications.selectors import (
+    NOTIFICATION_STATES,
+    STATE_DISPATCHED,
+    STATE_EXPIRED,
+    STATE_SCHEDULED,
+    DeliveryStats,
+    notification_delivery_stats,
+    notification_state,
+    notifications_in_state,
+    notifications_with_delivery_counts,
+)
+from notifications.services import notification_expire, notification_resend_undelivered
+
+logger = logging.getLogger(__name__)
+
+STATE_LABELS = {
+    "scheduled": _("Scheduled"),
+    "pending": _("Pending"),
+    "dispatched": _("Dispatched"),
+    "expired": _("Expired"),
+}
+STATE_HINTS = {
+    "scheduled": _("Waits for its publish time."),
+    "pending": _("Due: the listener sends it within seconds (if it is running)."),
+    "dispatched": _("Sent to its recipients."),
+    "expired": _("Past its expiry: shown nowhere any more."),
+}
+
+
+def _is_staff(request: HttpRequest) -> bool:
+    return bool(request.user.is_active and request.user.is_staff)
+
+
+def _percent(part: int, whole: int) -> int:
+    return round(100 * part / whole) if whole else 0
+
+
+def _progress(part: int, whole: int, kind: str, label: str) -> SafeString:
+    percent = _percent(part, whole)
+    return format_html(
+        '<span class="nadmin-progress" title="{title}">'
+        '<span class="nadmin-progress-track" aria-hidden="true">'
+        '<span class="nadmin-progress-fill nadmin-progress-{kind}" style="width: {percent}%">'
+        "</span></span>"
+        '<span class="nadmin-progress-text">{part} / {whole}</span></span>',
+        title=label % {"percent": percent},
+        kind=kind,
+        percent=percent,
+        part=part,
+        whole=whole,
+    )
+
+
+def _short_datetime(value: Any) -> SafeString:
+    # Date and time each unbroken, so a narrow column wraps between them, not inside.
+    local = timezone.localtime(value)
+    return format_html(
+        '<span class="nadmin-nowrap">{}</span> <span class="nadmin-nowrap">{}</span>',
+        date_format(local, "SHORT_DATE_FORMAT"),
+        time_format(local, "TIME_FORMAT"),
+    )
+
+
+def deliveries_url(notification_id: int, **extra: str) -> str:
+    """Return the delivery changelist filtered to one notification."""
+    query = {"notification__id__exact": str(notification_id), **extra}
+    return f"{reverse('admin:notifications_delivery_changelist')}?{urlencode(query)}"
+
+
+class StateListFilter(admin.SimpleListFilter):
+    title = _("state")
+    parameter_name = "state"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, Any]]:
+        return [(state, STATE_LABELS[state]) for state in NOTIFICATION_STATES]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        if self.value() in STATE_LABELS:
+            return notifications_in_state(queryset, self.value())
+        return queryset
 
 
 @admin.register(Notification)
 class NotificationAdmin(admin.ModelAdmin):
+    form = NotificationAdminForm
     list_display = (
-        "title",
-        "audience",
-        "level",
-        "state",
-        "recipient_count",
-        "delivered",
-        "read",
-        "created_at",
-        "created_by",
+        "title_display",
+        "audience_display",
+        "state_display",
+        "recipients_display",
+        "delivered_display",
+        "read_display",
+        "created_display",
     )
-    list_filter = ("level", "audience")
+    list_display_links = ("title_display",)
+    list_filter = ("level", "audience", StateListFilter)
+    list_select_related = ("created_by", "recipient", "group")
+    list_per_page = 50
     search_fields = ("title",)
+    search_help_text = _("Search by title.")
     autocomplete_fields = ("recipient",)
-    readonly_fields = ("created_by", "created_at", "dispatched_at", "recipient_count")
-    fieldsets = (
-        (None, {"fields": ("title", "body", "level", "url")}),
-        (_("Audience"), {"fields": ("audience", "recipient", "group")}),
+    radio_fields = {"audience": admin.HORIZONTAL, "level": admin.HORIZONTAL}
+    actions = ("resend_undelivered", "expire_now")
+    readonly_fields = ("preview", "created_by", "created_at", "dispatched_at", "delivery_stats")
+    add_fieldsets = (
+        (None, {"fields": ("audience", "recipient", "group")}),
+        (_("Message"), {"fields": ("level", "title", "body", "url")}),
+        (_("Preview"), {"fields": ("preview",)}),
         (_("Schedule"), {"fields": ("publish_at", "expires_at")}),
-        (_("Record"), {"fields": ("created_by", "created_at", "dispatched_at", "recipient_count")}),
+    )
+    change_fieldsets = (
+        *add_fieldsets,
+        (
+            _("Delivery"),
+            {"fields": ("delivery_stats", "created_by", "created_at", "dispatched_at")},
+        ),
     )
 
+    class Media:
+        css = {"all": ("notifications/admin.css",)}
+        js = ("notifications/admin.js",)
+
+    # ---- permissions -------------------------------------------------------------------
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return _is_staff(request) or super().has_module_permission(request)
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # Every staff member may look; adding, changing and deleting keep Django's perms.
+        return _is_staff(request) or super().has_view_permission(request, obj)
+
+    # ---- lists -------------------------------------------------------------------------
+
     def get_queryset(self, request: HttpRequest) -> QuerySet[Notification]:
-        return (
-            super()
-            .get_queryset(request)
-            .select_related("created_by")
-            .annotate(
-                delivered_count=Count(
-                    "deliveries", filter=~Q(deliveries__state=DeliveryState.PENDING)
+        return notifications_with_delivery_counts(super().get_queryset(request))
+
+    @admin.display(description=_("audience"), ordering="audience")
+    def audience_display(self, obj: Notification) -> str:
+        if obj.audience == Audience.USER and obj.recipient is not None:
+            return gettext("User: %(name)s") % {"name": obj.recipient.get_username()}
+        if obj.audience == Audience.GROUP and obj.group is not None:
+            return gettext("Group: %(name)s") % {"name": obj.group.name}
+        return obj.get_audience_display()
+
+    @admin.display(description=_("title"), ordering="title")
+    def title_display(self, obj: Notification) -> SafeString:
+        # The level rides under the title: one column fewer keeps the list on one screen.
+        return format_html(
+            '{}<br><span class="nadmin-badge nadmin-level-{}">{}</span>',
+            obj.title,
+            obj.level if obj.level in Level.values else Level.INFO,
+            obj.get_level_display(),
+        )
+
+    @admin.display(description=_("state"))
+    def state_display(self, obj: Notification) -> SafeString:
+        state = notification_state(obj)
+        when = {
+            STATE_SCHEDULED: obj.publish_at,
+            STATE_DISPATCHED: obj.dispatched_at,
+            STATE_EXPIRED: obj.expires_at,
+        }.get(state)
+        return format_html(
+            '<span class="nadmin-state nadmin-state-{}" title="{}">{}</span>{}',
+            state,
+            STATE_HINTS[state],
+            STATE_LABELS[state],
+            format_html('<br><small class="nadmin-when">{}</small>', _short_datetime(when))
+            if when
+            else "",
+        )
+
+    @admin.display(description=_("recipients"), ordering="total_count")
+    def recipients_display(self, obj: Notification) -> SafeString | str:
+        if not obj.dispatched_at:
+            return "—"
+        # The count links to who they are: the deliveries of this notification.
+        return format_html(
+            '<a href="{}" title="{}">{}</a>',
+            deliveries_url(obj.pk),
+            gettext("View deliveries"),
+            obj.total_count,
+        )
+
+    @admin.display(description=_("delivered"), ordering="delivered_count")
+    def delivered_display(self, obj: Notification) -> SafeString | str:
+        if not obj.dispatched_at:
+            return "—"
+        return _progress(
+            obj.delivered_count, obj.total_count, "delivered", gettext("%(percent)s%% delivered")
+        )
+
+    @admin.display(description=_("read"), ordering="read_count")
+    def read_display(self, obj: Notification) -> SafeString | str:
+        if not obj.dispatched_at:
+            return "—"
+        return _progress(obj.read_count, obj.total_count, "read", gettext("%(percent)s%% read"))
+
+    @admin.display(description=_("created"), ordering="created_at")
+    def created_display(self, obj: Notification) -> SafeString:
+        by = obj.created_by.get_username() if obj.created_by else gettext("the system")
+        return format_html(
+            '{}<br><small class="nadmin-when">{}</small>',
+            _short_datetime(obj.created_at),
+            gettext("by %(name)s") % {"name": by},
+        )
+
+    # ---- the form ----------------------------------------------------------------------
+
+    def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
+        if obj is None:
+            return self.add_fieldsets
+        if obj.dispatched_at is None:
+            return self.change_fieldsets
+        # Sent: the audience is fixed, so show only the target it used.
+        target = {Audience.USER: ("recipient",), Audience.GROUP: ("group",)}.get(obj.audience, ())
+        return ((None, {"fields": ("audience", *target)}), *self.change_fieldsets[1:])
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
+        if obj is not None and obj.dispatched_at is not None:
+            return (*self.readonly_fields, *CONTENT_FIELDS)
+        return self.readonly_fields
+
+    @admin.display(description=_("How it will look"))
+    def preview(self, obj: Notification) -> SafeString:
+        first_line = (obj.body or "").strip().splitlines()[:1]
+        return render_to_string(
+            "admin/notifications/notification/preview.html",
+            {
+                "notification": obj,
+                "level": obj.level if obj.level in Level.values else Level.INFO,
+                "first_line": first_line[0] if first_line else "",
+                "audience": self.audience_display(obj) if obj.pk else "",
+            },
+        )
+
+    @admin.display(description=_("Delivery"))
+    def delivery_stats(self, obj: Notification) -> SafeString | str:
+        if obj.pk is None or obj.dispatched_at is None:
+            return gettext("Not sent yet.")
+        stats = notification_delivery_stats(obj.pk)
+        return render_to_string(
+            "admin/notifications/notification/delivery_stats.html",
+            {
+                "stats": stats,
+                "delivered_bar": _progress(
+                    stats.delivered, stats.total, "delivered", gettext("%(percent)s%% delivered")
                 ),
-                read_count=Count("deliveries", filter=Q(deliveries__state=DeliveryState.READ)),
-            )
+                "read_bar": _progress(
+                    stats.read, stats.total, "read", gettext("%(percent)s%% read")
+                ),
+                "all_url": deliveries_url(obj.pk),
+                "pending_url": deliveries_url(obj.pk, state__exact=DeliveryState.PENDING),
+            },
         )
 
     def save_model(self, request: HttpRequest, obj: Notification, form: Any, change: bool) -> None:
         if not change:
             obj.created_by = request.user
-        super().save_model(request, obj, form, change)
+            obj.save()
+            return
+        # Save only what the form edits: a full save of this stale copy would overwrite
+        # dispatched_at and recipient_count if the listener sent it in the meantime.
+        obj.save(update_fields=[name for name in form.fields if name in form.cleaned_data])
 
-    def get_readonly_fields(
-        self, request: HttpRequest, obj: Notification | None = None
-    ) -> tuple[str, ...]:
-        # What was sent stays as it was sent: once dispatched, only the expiry may change.
-        if obj is not None and obj.dispatched_at is not None:
-            return (
-                *self.readonly_fields,
-                "title",
-                "body",
-                "level",
-                "url",
-                "audience",
-                "recipient",
-                "group",
-                "publish_at",
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        extra_context = extra_context or {}
+        if object_id.isdigit():
+            extra_context["deliveries_url"] = deliveries_url(int(object_id))
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def get_deleted_objects(self, objs: Any, request: HttpRequest) -> tuple[Any, ...]:
+        """Summarise instead of listing every Delivery: a broadcast has thousands."""
+        objs = list(objs)
+        deleted = [
+            format_html(
+                '{}: <a href="{}">{}</a>',
+                capfirst(Notification._meta.verbose_name),
+                reverse("admin:notifications_notification_change", args=[obj.pk]),
+                obj,
             )
-        return self.readonly_fields
+            for obj in objs
+        ]
+        counts = {Notification._meta.verbose_name_plural: len(objs)}
+        deliveries = Delivery.objects.filter(notification__in=[o.pk for o in objs]).count()
+        if deliveries:
+            counts[Delivery._meta.verbose_name_plural] = deliveries
+        return deleted, counts, set(), []
 
-    @admin.display(description=_("state"))
-    def state(self, obj: Notification) -> str:
-        if obj.is_expired:
-            return str(_("expired"))
-        if obj.dispatched_at:
-            return str(_("dispatched"))
-        if obj.is_scheduled:
-            return str(_("scheduled"))
-        return str(_("pending"))
+    # ---- actions -----------------------------------------------------------------------
 
-    @admin.display(description=_("delivered"), ordering="delivered_count")
-    def delivered(self, obj: Notification) -> int:
-        return obj.delivered_count
+    @admin.action(
+        description=_("Send again to those who have not received it"), permissions=("add",)
+    )
+    def resend_undelivered(self, request: HttpRequest, queryset: QuerySet) -> None:
+        users = skipped = 0
+        failed = False
+        for notification in queryset:
+            if notification.dispatched_at is None or notification.is_expired:
+                skipped += 1
+                continue
+            try:
+                sent = notification_resend_undelivered(notification)
+            except Exception as exc:
+                logger.exception("Resending notification %s failed", notification.pk)
+                self.message_user(
+                    request,
+                    gettext(
+                        "Could not reach the channel layer (%(error)s), so “%(title)s” and "
+                        "the notifications after it were not sent again. Try again once "
+                        "Redis is back."
+                    )
+                    % {"error": exc.__class__.__name__, "title": notification.title},
+                    messages.ERROR,
+                )
+                failed = True
+                break
+            users += sent
+        if users:
+            self.message_user(
+                request,
+                ngettext(
+                    "Sent again to %(users)d user who had not received it.",
+                    "Sent again to %(users)d users who had not received it.",
+                    users,
+                )
+                % {"users": users},
+                messages.SUCCESS,
+            )
+        elif not skipped and not failed:
+            self.message_user(
+                request,
+                gettext("Nothing to send: every recipient has already received it."),
+                messages.INFO,
+            )
+        if skipped:
+            self.message_user(
+                request,
+                ngettext(
+                    "Skipped %(count)d notification that is not sent yet or has expired.",
+                    "Skipped %(count)d notifications that are not sent yet or have expired.",
+                    skipped,
+                )
+                % {"count": skipped},
+                messages.WARNING,
+            )
 
-    @admin.display(description=_("read"), ordering="read_count")
-    def read(self, obj: Notification) -> int:
-        return obj.read_count
+    @admin.action(description=_("Expire now"), permissions=("change",))
+    def expire_now(self, request: HttpRequest, queryset: QuerySet) -> None:
+        now = timezone.now()
+        expired = sum(notification_expire(n, now=now) for n in queryset)
+        already = len(queryset) - expired
+        if expired:
+            self.message_user(
+                request,
+                ngettext(
+                    "Expired %(count)d notification: it has left the bell and the inbox.",
+                    "Expired %(count)d notifications: they have left the bell and the inbox.",
+                    expired,
+                )
+                % {"count": expired},
+                messages.SUCCESS,
+            )
+        if already:
+            self.message_user(
+                request,
+                ngettext(
+                    "%(count)d notification had already expired.",
+                    "%(count)d notifications had already expired.",
+                    already,
+                )
+                % {"count": already},
+                messages.INFO,
+            )
 
 
 @admin.register(Delivery)
 class DeliveryAdmin(admin.ModelAdmin):
-    list_display = ("notification", "user", "state", "created_at", "delivered_at", "read_at")
+    list_display = (
+        "user",
+        "state_display",
+        "created_at",
+        "delivered_at",
+        "read_at",
+        "notification_link",
+    )
     list_filter = ("state",)
-    search_fields = ("notification__title", "user__username")
     list_select_related = ("notification", "user")
+    list_per_page = 100
+    # Matches the unique (notification, user) index, so even millions of rows page cheaply.
+    ordering = ("-notification", "user")
+    search_fields = ("user__username", "notification__title")
+    search_help_text = _("Search by username or notification title.")
+    # COUNT(*) over every delivery of the site on each page view is not worth it.
+    show_full_result_count = False
     readonly_fields = ("notification", "user", "state", "created_at", "delivered_at", "read_at")
+
+    class Media:
+        css = {"all": ("notifications/admin.css",)}
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return _is_staff(request) or super().has_module_permission(request)
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return _is_staff(request) or super().has_view_permission(request, obj)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def get_list_display(self, request: HttpRequest) -> tuple[str, ...]:
+        if self._filtered_notification_id(request) is not None:
+            # The page header names the notification; a column repeating it is noise.
+            return tuple(name for name in self.list_display if name != "notification_link")
+        return self.list_display
+
+    @admin.display(description=_("state"), ordering="state")
+    def state_display(self, obj: Delivery) -> SafeString:
+        return format_html(
+            '<span class="nadmin-state nadmin-delivery-{}">{}</span>',
+            obj.state if obj.state in DeliveryState.values else "pending",
+            obj.get_state_display(),
+        )
+
+    @admin.display(description=_("notification"), ordering="notification")
+    def notification_link(self, obj: Delivery) -> SafeString:
+        return format_html(
+            '<a href="{}">{}</a>',
+            reverse("admin:notifications_notification_change", args=[obj.notification_id]),
+            obj.notification.title,
+        )
+
+    @staticmethod
+    def _filtered_notification_id(request: HttpRequest) -> int | None:
+        raw = request.GET.get("notification__id__exact", "")
+        return int(raw) if raw.isdigit() else None
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        extra_context = extra_context or {}
+        notification_id = self._filtered_notification_id(request)
+        if notification_id is not None:
+            notification = (
+                Notification.objects.filter(pk=notification_id).only("id", "title").first()
+            )
+            if notification is not None:
+                stats: DeliveryStats = notification_delivery_stats(notification_id)
+                extra_context.update(
+                    {
+                        "delivery_notification": notification,
+                        "delivery_stats": stats,
+                        "notification_url": reverse(
+                            "admin:notifications_notification_change", args=[notification_id]
+                        ),
+                    }
+                )
+        return super().changelist_view(request, extra_context)

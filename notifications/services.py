@@ -180,3 +180,57 @@ def _mark_read(rows: Any) -> None:
 adeliveries_mark_delivered = database_sync_to_async(deliveries_mark_delivered)
 adeliveries_mark_read = database_sync_to_async(deliveries_mark_read)
 adeliveries_mark_all_read = database_sync_to_async(deliveries_mark_all_read)
+
+
+# ---- the admin's actions ------------------------------------------------------------------
+
+# Pushes in flight at once when resending: enough to hide Redis round trips, few enough to
+# leave the layer's connection pool to the live sockets.
+RESEND_CONCURRENCY = 50
+
+
+def notification_resend_undelivered(notification: Notification, *, layer: Any = None) -> int:
+    """Push the notification again to each recipient whose Delivery is still pending.
+
+    Returns how many users it was pushed to: none when it is not dispatched yet (the
+    listener will do it) or has expired (it has left the bell). Errors of the channel layer
+    (Redis down) are raised for the caller to report. The bell de-duplicates by id, so a
+    user whose browser got the first push and has not acked yet sees it once.
+    """
+    import asyncio
+
+    from asgiref.sync import async_to_sync
+    from channels.layers import get_channel_layer
+
+    from notifications.events import layer_created_event, serialize_notification, user_group
+
+    if notification.dispatched_at is None or notification.is_expired:
+        return 0
+    user_ids = list(
+        Delivery.objects.filter(notification=notification, state=DeliveryState.PENDING)
+        .order_by("user_id")
+        .values_list("user_id", flat=True)
+    )
+    if not user_ids:
+        return 0
+    event = layer_created_event(serialize_notification(notification))
+
+    async def push() -> None:
+        channel_layer = layer or get_channel_layer()
+        for start in range(0, len(user_ids), RESEND_CONCURRENCY):
+            batch = user_ids[start : start + RESEND_CONCURRENCY]
+            await asyncio.gather(
+                *(channel_layer.group_send(user_group(uid), event) for uid in batch)
+            )
+
+    async_to_sync(push)()
+    return len(user_ids)
+
+
+def notification_expire(notification: Notification, *, now: datetime | None = None) -> bool:
+    """Expire the notification now, so it leaves bells and inboxes; False if it already had."""
+    now = now or timezone.now()
+    updated = Notification.objects.filter(pk=notification.pk).live(now).update(expires_at=now)
+    if updated:
+        notification.expires_at = now
+    return bool(updated)
