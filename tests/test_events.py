@@ -250,7 +250,8 @@ def test_serialize_notification_shape() -> None:
 
 def test_server_frames() -> None:
     assert events.hello_frame(3, None) == {"type": "hello", "unread": 3, "last_id": None}
-    assert events.pong_frame() == {"type": "pong"}
+    assert events.pong_frame() == {"type": "pong", "last_id": None}
+    assert events.pong_frame(41) == {"type": "pong", "last_id": 41}
     assert events.read_frame([1, 2], 0) == {"type": "read", "ids": [1, 2], "unread": 0}
     assert events.error_frame("invalid_json", "x") == {
         "type": "error",
