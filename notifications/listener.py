@@ -21,7 +21,7 @@ from notifications import conf, heartbeat
 from notifications.dispatch import (
     Dispatched,
     afan_out,
-    dispatch_many,
+    dispatch_batch,
     due_notification_ids,
     next_scheduled_at,
 )
@@ -35,6 +35,9 @@ BATCH_SIZE = 500
 # The channel layer blocks without a socket timeout (see settings); a push that hangs longer
 # than this is abandoned, so a stalled Redis cannot stall dispatching to the database.
 FAN_OUT_TIMEOUT = 5.0
+# Pushes in flight at once: enough to hide Redis round trips, few enough to stay well
+# inside the channel layer's connection pool.
+PUSH_CONCURRENCY = 50
 # How long one wait for a pub/sub message may last before the loop looks at its stop flag
 # and its timers again.
 POLL_SECONDS = 0.5
@@ -243,13 +246,9 @@ class NotificationListener:
         if not ids:
             return 0
         started = time.perf_counter()
-        results = await database_sync_to_async(dispatch_many)(ids)
+        results = await database_sync_to_async(dispatch_batch)(ids)
+        await self._push(results)
         for result in results:
-            try:
-                await asyncio.wait_for(afan_out(result, self.layer), FAN_OUT_TIMEOUT)
-            except Exception:
-                # The rows are committed: the bell notices the gap and syncs.
-                logger.exception("Pushing notification %s failed", result.id)
             self._log(result)
             if self.on_dispatched:
                 self.on_dispatched(result)
@@ -262,6 +261,22 @@ class NotificationListener:
                 (time.perf_counter() - started) * 1000,
             )
         return len(results)
+
+    async def _push(self, results: list[Dispatched]) -> None:
+        """Fan out a batch, several pushes in flight at once (each is a few Redis trips)."""
+        for start in range(0, len(results), PUSH_CONCURRENCY):
+            chunk = results[start : start + PUSH_CONCURRENCY]
+            outcomes = await asyncio.gather(
+                *(
+                    asyncio.wait_for(afan_out(result, self.layer), FAN_OUT_TIMEOUT)
+                    for result in chunk
+                ),
+                return_exceptions=True,
+            )
+            for result, outcome in zip(chunk, outcomes, strict=True):
+                if isinstance(outcome, BaseException):
+                    # The rows are committed: the bell notices the gap and syncs.
+                    logger.error("Pushing notification %s failed: %r", result.id, outcome)
 
     async def sweep(self) -> int:
         """Dispatch every due, undispatched notification; note when the next one is due."""

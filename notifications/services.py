@@ -123,6 +123,17 @@ def deliveries_record(notification_id: int, user_ids: Iterable[int]) -> int:
     return len(rows)
 
 
+def deliveries_record_pairs(pairs: Iterable[tuple[int, int]]) -> int:
+    """Insert pending Delivery rows for (notification id, user id) pairs, idempotently."""
+    now = timezone.now()
+    rows = [
+        Delivery(notification_id=notification_id, user_id=user_id, created_at=now)
+        for notification_id, user_id in pairs
+    ]
+    Delivery.objects.bulk_create(rows, ignore_conflicts=True, batch_size=2000)
+    return len(rows)
+
+
 def _unique_ids(ids: Iterable[int]) -> list[int]:
     return list(dict.fromkeys(int(i) for i in ids))
 

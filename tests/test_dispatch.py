@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from notifications.dispatch import (
     audience_user_ids,
+    dispatch_batch,
     dispatch_many,
     dispatch_notification,
     due_notification_ids,
@@ -277,3 +278,61 @@ def test_next_scheduled_at() -> None:
     assert next_scheduled_at() == soon.publish_at
     Notification.objects.filter(pk=soon.pk).update(dispatched_at=now)
     assert next_scheduled_at() == later.publish_at
+
+
+# ---- batches ---------------------------------------------------------------------------------
+
+
+def test_dispatch_batch_handles_one_user_and_broadcast_rows_together(people) -> None:
+    alice, bob = people["plain"]
+    for_alice = [notification(audience=Audience.USER, recipient=alice) for _ in range(3)]
+    for_bob = notification(audience=Audience.USER, recipient=bob)
+    for_inactive = notification(audience=Audience.USER, recipient=people["inactive"])
+    expired = notification(
+        audience=Audience.USER, recipient=bob, expires_at=timezone.now() - timedelta(seconds=1)
+    )
+    later = notification(
+        audience=Audience.USER, recipient=bob, publish_at=timezone.now() + timedelta(hours=1)
+    )
+    to_staff = notification(audience=Audience.STAFF)
+    ids = [n.pk for n in [*for_alice, for_bob, for_inactive, expired, later, to_staff]]
+
+    results = {result.id: result for result in dispatch_batch([*ids, ids[0], 999_999])}
+
+    assert set(results) == set(ids) - {later.pk}
+    for n in for_alice:
+        assert results[n.pk].groups == [user_group(alice.pk)]
+        assert results[n.pk].recipient_count == 1
+    assert results[for_inactive.pk].groups == []
+    assert results[expired.pk].groups == []
+    assert results[expired.pk].expired
+    assert results[to_staff.pk].groups == [GROUP_STAFF]
+    assert set(Delivery.objects.values_list("notification_id", "user_id")) == {
+        *((n.pk, alice.pk) for n in for_alice),
+        (for_bob.pk, bob.pk),
+        *((to_staff.pk, user.pk) for user in people["staff"]),
+    }
+    counts = dict(Notification.objects.values_list("pk", "recipient_count"))
+    assert counts[for_bob.pk] == 1
+    assert counts[for_inactive.pk] == 0
+    assert counts[to_staff.pk] == 2
+    assert Notification.objects.filter(dispatched_at__isnull=True).get() == later
+
+
+def test_dispatch_batch_twice_dispatches_nothing_twice(people) -> None:
+    alice = people["plain"][0]
+    ids = [notification(audience=Audience.USER, recipient=alice).pk for _ in range(5)]
+    assert len(dispatch_batch(ids)) == 5
+    assert dispatch_batch(ids) == []
+    assert Delivery.objects.count() == 5
+
+
+def test_dispatch_batch_uses_a_constant_number_of_queries(people) -> None:
+    alice = people["plain"][0]
+    few = [notification(audience=Audience.USER, recipient=alice).pk for _ in range(2)]
+    many = [notification(audience=Audience.USER, recipient=alice).pk for _ in range(40)]
+    with CaptureQueriesContext(connection) as small:
+        dispatch_batch(few)
+    with CaptureQueriesContext(connection) as large:
+        dispatch_batch(many)
+    assert len(large.captured_queries) == len(small.captured_queries)
