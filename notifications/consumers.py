@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -14,6 +13,7 @@ from django.contrib.auth import get_user_model
 from notifications import conf, events
 from notifications.dispatch import apush_read
 from notifications.events import ClientFrame, FrameError
+from notifications.fanout import LocalHub, encode_frame, get_hub
 from notifications.selectors import alast_notification_id, amissed_since, aunread_count
 from notifications.services import (
     adeliveries_mark_all_read,
@@ -29,9 +29,6 @@ CLOSE_UNAUTHENTICATED = 4401
 CLOSE_TOO_LARGE = 4413
 CLOSE_TOO_MANY = 4429
 
-# channels-redis forgets group members after group_expiry (a day by default), and a Redis
-# restart forgets them at once; a socket re-adds itself on a ping at most this often.
-GROUP_REFRESH_SECONDS = 60.0
 
 
 def groups_for_user(user_id: int) -> set[str] | None:
@@ -54,11 +51,16 @@ agroups_for_user = database_sync_to_async(groups_for_user)
 
 
 class NotificationConsumer(AsyncWebsocketConsumer):
-    """One browser tab's socket at /ws/notifications/."""
+    """One browser tab's socket at /ws/notifications/.
 
+    It has no channel of its own: layer events reach it through its process's LocalHub,
+    which joins each group once per process and encodes each frame once.
+    """
+
+    channel_layer_alias = None
     user_id: int | None = None
     session_group: str | None = None
-    groups_refreshed = 0.0
+    closed = False
 
     async def connect(self) -> None:
         user = self.scope.get("user")
@@ -69,6 +71,7 @@ class NotificationConsumer(AsyncWebsocketConsumer):
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
         self.user_id = user.pk
+        self.hub: LocalHub = get_hub(encode_frame)
         session = self.scope.get("session")
         session_key = getattr(session, "session_key", None)
         self.session_group = events.session_group(session_key) if session_key else None
@@ -86,8 +89,9 @@ class NotificationConsumer(AsyncWebsocketConsumer):
         await self.send_json(events.hello_frame(unread, last_id))
 
     async def disconnect(self, code: int) -> None:
+        self.closed = True
         for group in self.joined:
-            await self.channel_layer.group_discard(group, self.channel_name)
+            await self.hub.leave(group, self)
         self.joined = set()
 
     async def _sync_groups(self) -> bool:
@@ -99,17 +103,11 @@ class NotificationConsumer(AsyncWebsocketConsumer):
         if self.session_group:
             wanted.add(self.session_group)
         for group in wanted - self.joined:
-            await self.channel_layer.group_add(group, self.channel_name)
+            await self.hub.join(group, self)
         for group in self.joined - wanted:
-            await self.channel_layer.group_discard(group, self.channel_name)
+            await self.hub.leave(group, self)
         self.joined = wanted
-        self.groups_refreshed = time.monotonic()
         return True
-
-    async def _refresh_groups(self) -> None:
-        for group in self.joined:
-            await self.channel_layer.group_add(group, self.channel_name)
-        self.groups_refreshed = time.monotonic()
 
     async def send_json(self, content: dict[str, Any]) -> None:
         await self.send(text_data=json.dumps(content, separators=(",", ":")))
@@ -141,9 +139,8 @@ class NotificationConsumer(AsyncWebsocketConsumer):
 
     async def on_ping(self, frame: ClientFrame) -> None:
         # Group memberships live in Redis: they expire, and a restarted Redis forgets them.
-        # Rejoining now and then keeps a long-lived socket reachable.
-        if time.monotonic() - self.groups_refreshed > GROUP_REFRESH_SECONDS:
-            await self._refresh_groups()
+        # The process re-adds its groups now and then, pings being a convenient clock.
+        await self.hub.refresh()
         await self.send_json(events.pong_frame(await alast_notification_id(self.user_id)))
 
     async def on_ack(self, frame: ClientFrame) -> None:
@@ -158,7 +155,7 @@ class NotificationConsumer(AsyncWebsocketConsumer):
     async def _after_read(self, result: Any) -> None:
         if result.ids:
             # Every socket of the user, this one included, hears it through the user's group.
-            await apush_read(self.user_id, result, self.channel_layer)
+            await apush_read(self.user_id, result)
         else:
             await self.send_json(events.read_frame([], result.unread))
 
@@ -166,22 +163,20 @@ class NotificationConsumer(AsyncWebsocketConsumer):
         missed = await amissed_since(self.user_id, frame.since)
         await self.send_json(events.missed_frame(missed))
 
-    # ---- channel layer → client ----------------------------------------------------------
+    # ---- channel layer → client (called by the process's LocalHub) ---------------------
 
-    async def notify_created(self, event: dict[str, Any]) -> None:
-        if self.user_id is not None:
-            await self.send_json(events.notification_frame(event["notification"]))
-
-    async def notify_read(self, event: dict[str, Any]) -> None:
-        if self.user_id is not None:
-            await self.send_json(events.read_frame(event["ids"], event["unread"]))
-
-    async def notify_logout(self, event: dict[str, Any]) -> None:
-        self.user_id = None  # no frame may follow a logout
-        await self.close(code=CLOSE_UNAUTHENTICATED)
-
-    async def notify_membership(self, event: dict[str, Any]) -> None:
-        if not await self._sync_groups():
+    async def deliver(self, event: dict[str, Any], frame: str | None) -> None:
+        """Take one layer event whose socket frame, if any, is already encoded."""
+        if self.closed or self.user_id is None:
+            return
+        kind = event.get("type")
+        if kind in ("notify.created", "notify.read") and frame is not None:
+            await self.send(text_data=frame)
+        elif kind == "notify.logout":
+            self.user_id = None  # no frame may follow a logout
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+        elif kind == "notify.membership" and not await self._sync_groups():
+            self.user_id = None
             await self.close(code=CLOSE_UNAUTHENTICATED)
 
 

@@ -230,9 +230,8 @@ def next_scheduled_at() -> datetime | None:
 async def afan_out(dispatched: Dispatched, layer: BaseChannelLayer | None = None) -> None:
     """Push a dispatched notification to its groups over the channel layer."""
     layer = layer or get_channel_layer()
-    event = layer_created_event(dispatched.notification)
     for group in dispatched.groups:
-        await layer.group_send(group, event)
+        await layer.group_send(group, layer_created_event(dispatched.notification, group))
 
 
 async def apush_read(
@@ -242,19 +241,22 @@ async def apush_read(
     if not result.ids:
         return
     layer = layer or get_channel_layer()
-    await layer.group_send(user_group(user_id), layer_read_event(result.ids, result.unread))
+    group = user_group(user_id)
+    await layer.group_send(group, layer_read_event(result.ids, result.unread, group))
 
 
 async def apush_membership_changed(user_id: int, layer: BaseChannelLayer | None = None) -> None:
     """Ask the user's sockets to rejoin their groups (staff flag or Group membership changed)."""
     layer = layer or get_channel_layer()
-    await layer.group_send(user_group(user_id), layer_membership_event())
+    group = user_group(user_id)
+    await layer.group_send(group, layer_membership_event(group))
 
 
 async def apush_logout(session_key: str, layer: BaseChannelLayer | None = None) -> None:
     """Close every socket opened with this browser session."""
     layer = layer or get_channel_layer()
-    await layer.group_send(session_group(session_key), layer_logout_event())
+    group = session_group(session_key)
+    await layer.group_send(group, layer_logout_event(group))
 
 
 push_read = async_to_sync(apush_read)

@@ -173,25 +173,26 @@ def _is_id(value: Any) -> bool:
 
 
 # ---- channel layer events ----------------------------------------------------------------
-# Consumers receive these; channels maps "notify.created" to the method notify_created.
+# Each names the group it is sent to: a daphne process joins each group once (fanout.py)
+# and hands the event to its local sockets in that group.
 
 
-def layer_created_event(notification: SerializedNotification) -> dict[str, Any]:
-    return {"type": "notify.created", "notification": notification}
+def layer_created_event(notification: SerializedNotification, group: str) -> dict[str, Any]:
+    return {"type": "notify.created", "group": group, "notification": notification}
 
 
-def layer_read_event(ids: list[int], unread: int) -> dict[str, Any]:
-    return {"type": "notify.read", "ids": ids, "unread": unread}
+def layer_read_event(ids: list[int], unread: int, group: str) -> dict[str, Any]:
+    return {"type": "notify.read", "group": group, "ids": ids, "unread": unread}
 
 
-def layer_logout_event() -> dict[str, Any]:
+def layer_logout_event(group: str) -> dict[str, Any]:
     """Tell the sockets of one browser session that it logged out."""
-    return {"type": "notify.logout"}
+    return {"type": "notify.logout", "group": group}
 
 
-def layer_membership_event() -> dict[str, Any]:
+def layer_membership_event(group: str) -> dict[str, Any]:
     """Tell a user's sockets to recompute their groups (staff flag or Group membership)."""
-    return {"type": "notify.membership"}
+    return {"type": "notify.membership", "group": group}
 
 
 # ---- group names -------------------------------------------------------------------------

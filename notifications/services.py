@@ -224,14 +224,19 @@ def notification_resend_undelivered(notification: Notification, *, layer: Any = 
     )
     if not user_ids:
         return 0
-    event = layer_created_event(serialize_notification(notification))
+    payload = serialize_notification(notification)
 
     async def push() -> None:
         channel_layer = layer or get_channel_layer()
         for start in range(0, len(user_ids), RESEND_CONCURRENCY):
             batch = user_ids[start : start + RESEND_CONCURRENCY]
             await asyncio.gather(
-                *(channel_layer.group_send(user_group(uid), event) for uid in batch)
+                *(
+                    channel_layer.group_send(
+                        user_group(uid), layer_created_event(payload, user_group(uid))
+                    )
+                    for uid in batch
+                )
             )
 
     async_to_sync(push)()

@@ -212,7 +212,9 @@ async def test_groups_are_derived_on_the_server_from_the_user():
     payload = events.serialize_notification(
         await sync_to_async(Notification)(pk=1, title="x", created_at=_now())
     )
-    await layer.group_send(events.GROUP_STAFF, events.layer_created_event(payload))
+    await layer.group_send(
+        events.GROUP_STAFF, events.layer_created_event(payload, events.GROUP_STAFF)
+    )
     assert (await receive_type(staff_socket, "notification"))["notification"]["id"] == 1
     assert await plain_socket.receive_nothing(timeout=0.3)
     await staff_socket.disconnect()
@@ -237,7 +239,7 @@ async def test_joining_a_group_while_connected_moves_the_socket_into_it():
     payload = events.serialize_notification(
         await sync_to_async(Notification)(pk=7, title="team", created_at=_now())
     )
-    await layer.group_send(group_name, events.layer_created_event(payload))
+    await layer.group_send(group_name, events.layer_created_event(payload, group_name))
     frame = await receive_type(communicator, "notification")
     assert frame["notification"]["id"] == 7
     await communicator.disconnect()
@@ -269,9 +271,9 @@ async def test_pong_carries_the_last_id_so_a_client_can_notice_a_gap():
 
 
 async def test_a_socket_rejoins_its_groups_after_redis_forgot_them(monkeypatch):
-    from notifications import consumers
+    from notifications import fanout
 
-    monkeypatch.setattr(consumers, "GROUP_REFRESH_SECONDS", 0.0)
+    monkeypatch.setattr(fanout, "REFRESH_SECONDS", 0.0)
     user = await sync_to_async(UserFactory)()
     communicator, _ = await connect(user)
     layer = get_channel_layer()
@@ -284,7 +286,7 @@ async def test_a_socket_rejoins_its_groups_after_redis_forgot_them(monkeypatch):
     payload = events.serialize_notification(
         await sync_to_async(Notification)(pk=3, title="back", created_at=_now())
     )
-    await layer.group_send(group, events.layer_created_event(payload))
+    await layer.group_send(group, events.layer_created_event(payload, group))
     assert (await receive_type(communicator, "notification"))["notification"]["id"] == 3
     await communicator.disconnect()
 
@@ -323,7 +325,8 @@ async def test_logout_closes_that_sessions_sockets_and_no_frame_follows():
         await sync_to_async(Notification)(pk=5, title="after", created_at=_now())
     )
     await get_channel_layer().group_send(
-        events.user_group(user.pk), events.layer_created_event(payload)
+        events.user_group(user.pk),
+        events.layer_created_event(payload, events.user_group(user.pk)),
     )
     assert (await receive_type(other_device, "notification"))["notification"]["id"] == 5
     assert await tab.receive_nothing(timeout=0.3)

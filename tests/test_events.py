@@ -263,9 +263,11 @@ def test_server_frames() -> None:
 
 def test_layer_event_types_map_to_consumer_handlers() -> None:
     # channels turns "notify.created" into the method name notify_created.
-    assert events.layer_created_event({})["type"] == "notify.created"  # type: ignore[typeddict-item]
-    assert events.layer_read_event([1], 0) == {"type": "notify.read", "ids": [1], "unread": 0}
-    assert events.layer_membership_event() == {"type": "notify.membership"}
+    assert events.layer_created_event({}, "g")["type"] == "notify.created"  # type: ignore[typeddict-item]
+    assert events.layer_read_event([1], 0, "g") == {
+        "type": "notify.read", "group": "g", "ids": [1], "unread": 0}
+    assert events.layer_membership_event("g") == {"type": "notify.membership", "group": "g"}
+    assert events.layer_logout_event("g") == {"type": "notify.logout", "group": "g"}
 
 
 # ---- group names -------------------------------------------------------------------------
