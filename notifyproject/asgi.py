@@ -11,12 +11,18 @@ django_asgi_app = get_asgi_application()
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+from django.conf import settings  # noqa: E402
+from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
 from notifications.routing import websocket_urlpatterns  # noqa: E402
 
+# `make run` is daphne alone: let it serve the static files too. In production a proxy or
+# CDN serves `collectstatic`'s output and DJANGO_SERVE_STATIC stays off.
+http_app = ASGIStaticFilesHandler(django_asgi_app) if settings.SERVE_STATIC else django_asgi_app
+
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        "http": http_app,
         # A handshake whose Origin is missing, "null" or not in ALLOWED_HOSTS is refused
         # before accept: another site's page cannot open a socket with our user's cookie.
         "websocket": AllowedHostsOriginValidator(

@@ -5,11 +5,48 @@ from __future__ import annotations
 from typing import Any
 
 from django import template
+from django.conf import settings
+from django.shortcuts import resolve_url
 from django.urls import reverse
+from django.utils.http import urlencode
+from django.utils.translation import gettext
 
+from notifications.models import Level
 from notifications.selectors import unread_count
 
 register = template.Library()
+
+# The badge shows at most two digits; the exact number stays in data-unread-count.
+BADGE_MAX = 99
+
+
+def badge_text(count: int) -> str:
+    """Return what the badge shows for ``count`` unread notifications."""
+    return f"{BADGE_MAX}+" if count > BADGE_MAX else str(count)
+
+
+def script_strings() -> dict[str, Any]:
+    """Return the translated strings bell.js shows, for the page's json_script."""
+    return {
+        "notifications": gettext("Notifications"),
+        # %(count)s is replaced by the script.
+        "notificationsUnread": gettext("Notifications (%(count)s unread)"),
+        "newNotification": gettext("New notification: %(title)s"),
+        "newNotifications": gettext("New notifications: %(count)s"),
+        "moreNotifications": gettext("And %(count)s more in the inbox"),
+        "justNow": gettext("just now"),
+        "unread": gettext("Unread"),
+        "dismiss": gettext("Dismiss"),
+        "connecting": gettext("Connecting…"),
+        "reconnecting": gettext("Reconnecting… new notifications will appear when it is back."),
+        "offline": gettext("Live updates are paused."),
+        "retryNow": gettext("Retry now"),
+        "readFailed": gettext("Could not mark it as read. Please try again."),
+        "desktopEnable": gettext("Enable desktop notifications"),
+        "desktopDisable": gettext("Turn off desktop notifications"),
+        "desktopBlocked": gettext("Desktop notifications are blocked in your browser settings."),
+        "levels": {str(value): str(label) for value, label in Level.choices},
+    }
 
 
 @register.inclusion_tag("notifications/bell.html", takes_context=True)
@@ -20,12 +57,15 @@ def notification_bell(context: dict[str, Any]) -> dict[str, Any]:
     if user is None or not user.is_authenticated:
         return {"show": False}
     count = unread_count(user)
+    next_query = urlencode({"next": request.get_full_path()})
     return {
         "show": True,
         "unread": count,
-        "badge": "99+" if count > 99 else str(count),
+        "badge": badge_text(count),
         "inbox_url": reverse("notifications:inbox"),
         "api_url": reverse("notifications:api-list"),
         "read_url": reverse("notifications:api-read"),
+        "login_url": f"{resolve_url(settings.LOGIN_URL)}?{next_query}",
         "ws_path": "/ws/notifications/",
+        "strings": script_strings(),
     }
