@@ -49,6 +49,9 @@ DEFAULTS: dict[str, Any] = {
     "HEALTH_CHECK_TIMEOUT": 5.0,
     # A listener whose heartbeat is older than this is reported dead by notifications_health.
     "HEARTBEAT_MAX_AGE": 30.0,
+    # The bell pings this often: it notices a dead connection, a lost push (pong's last_id)
+    # and a drifted badge (pong's unread) within one interval.
+    "BELL_PING_INTERVAL": 30.0,
     # Send a welcome notification to every new user (a model-signal example).
     "WELCOME_NEW_USERS": True,
     # Tell users when they are added to a Group (a model-signal example).
@@ -77,6 +80,7 @@ class NotificationSettings:
     HEALTH_CHECK_INTERVAL: float
     HEALTH_CHECK_TIMEOUT: float
     HEARTBEAT_MAX_AGE: float
+    BELL_PING_INTERVAL: float
     WELCOME_NEW_USERS: bool
     NOTIFY_GROUP_JOINS: bool
 

@@ -30,7 +30,6 @@ CLOSE_TOO_LARGE = 4413
 CLOSE_TOO_MANY = 4429
 
 
-
 def groups_for_user(user_id: int) -> set[str] | None:
     """Return the layer groups a user's sockets belong in, or None for a gone/inactive user."""
     user = (
@@ -141,7 +140,8 @@ class NotificationConsumer(AsyncWebsocketConsumer):
         # Group memberships live in Redis: they expire, and a restarted Redis forgets them.
         # The process re-adds its groups now and then, pings being a convenient clock.
         await self.hub.refresh()
-        await self.send_json(events.pong_frame(await alast_notification_id(self.user_id)))
+        last_id = await alast_notification_id(self.user_id)
+        await self.send_json(events.pong_frame(last_id, await aunread_count(self.user_id)))
 
     async def on_ack(self, frame: ClientFrame) -> None:
         await adeliveries_mark_delivered(self.user_id, frame.ids)

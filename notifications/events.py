@@ -106,9 +106,13 @@ def read_frame(ids: list[int], unread: int) -> dict[str, Any]:
     return {"type": "read", "ids": ids, "unread": unread}
 
 
-def pong_frame(last_id: int | None = None) -> dict[str, Any]:
-    """Answer a ping; ``last_id`` lets the client notice a push it never got, and sync."""
-    return {"type": "pong", "last_id": last_id}
+def pong_frame(last_id: int | None = None, unread: int | None = None) -> dict[str, Any]:
+    """Answer a ping with the newest delivered id and the unread count.
+
+    A client that does not know ``last_id`` missed a push and should sync; ``unread`` puts a
+    badge that drifted (a push lost, a race at connect) right again.
+    """
+    return {"type": "pong", "last_id": last_id, "unread": unread}
 
 
 def error_frame(code: str, detail: str) -> dict[str, Any]:

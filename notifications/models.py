@@ -214,6 +214,8 @@ class Delivery(models.Model):
             # The bell's queries: a user's rows newest first, and a user's unread ones.
             models.Index(fields=["user", "-notification"], name="delivery_user_newest_idx"),
             models.Index(fields=["user", "state", "-notification"], name="delivery_user_state_idx"),
+            # Dispatch order per user: the cursor of sync and the last_id of hello and pong.
+            models.Index(fields=["user", "-id"], name="delivery_user_dispatch_idx"),
         ]
 
     def __str__(self) -> str:

@@ -23,10 +23,15 @@ def unread_count(user: AbstractBaseUser | Any) -> int:
 
 
 def last_notification_id(user: AbstractBaseUser | Any) -> int | None:
-    """Return the newest notification id delivered to the user, or None."""
+    """Return the id of the notification most recently delivered to the user, or None.
+
+    "Most recently" is dispatch order (the Delivery row's id), not notification id order: a
+    scheduled notification has an old id and is dispatched late. A client that does not
+    know this id has missed something.
+    """
     return (
         Delivery.objects.filter(user=user)
-        .order_by("-notification_id")
+        .order_by("-id")
         .values_list("notification_id", flat=True)
         .first()
     )
@@ -70,18 +75,24 @@ def notification_page(
 
 
 def missed_since(user: AbstractBaseUser | Any, since: int | None) -> list[SerializedNotification]:
-    """Return what the user got after notification ``since``, oldest first (capped).
+    """Return what the user got after notification ``since``, in dispatch order (capped).
 
-    With ``since`` None (a fresh page) it returns the newest MAX_SYNC, still oldest first.
+    The cursor is the user's Delivery row for ``since``: everything dispatched to them after
+    it comes back, including scheduled notifications whose ids are older. With ``since``
+    None (a fresh page) it returns the last MAX_SYNC dispatched, oldest first. An unknown
+    ``since`` (not the user's, or deleted) falls back to notification ids after it.
     """
     limit = conf.get().MAX_SYNC
     rows = _user_rows(user)
     if since is None:
-        batch = list(rows.order_by("-notification_id")[:limit])
+        batch = list(rows.order_by("-id")[:limit])
         batch.reverse()
-    else:
-        batch = list(rows.filter(notification_id__gt=since).order_by("notification_id")[:limit])
-    return [_serialize(delivery) for delivery in batch]
+        return [_serialize(delivery) for delivery in batch]
+    cursor = (
+        Delivery.objects.filter(user=user, notification_id=since).values_list("id", flat=True)
+    ).first()
+    after = rows.filter(id__gt=cursor) if cursor else rows.filter(notification_id__gt=since)
+    return [_serialize(delivery) for delivery in after.order_by("id")[:limit]]
 
 
 aunread_count = database_sync_to_async(unread_count)

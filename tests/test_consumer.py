@@ -263,10 +263,18 @@ async def test_pong_carries_the_last_id_so_a_client_can_notice_a_gap():
     user = await sync_to_async(UserFactory)()
     communicator, _ = await connect(user)
     await communicator.send_json_to({"type": "ping"})
-    assert await receive_type(communicator, "pong") == {"type": "pong", "last_id": None}
+    assert await receive_type(communicator, "pong") == {
+        "type": "pong",
+        "last_id": None,
+        "unread": 0,
+    }
     newest = await delivered_notification(user)  # pushed nowhere: a "lost" push
     await communicator.send_json_to({"type": "ping"})
-    assert await receive_type(communicator, "pong") == {"type": "pong", "last_id": newest.pk}
+    assert await receive_type(communicator, "pong") == {
+        "type": "pong",
+        "last_id": newest.pk,
+        "unread": 1,
+    }
     await communicator.disconnect()
 
 
@@ -331,3 +339,32 @@ async def test_logout_closes_that_sessions_sockets_and_no_frame_follows():
     assert (await receive_type(other_device, "notification"))["notification"]["id"] == 5
     assert await tab.receive_nothing(timeout=0.3)
     await other_device.disconnect()
+
+
+async def test_sync_follows_dispatch_order_so_a_late_scheduled_one_is_not_skipped():
+    from datetime import timedelta
+
+    user = await sync_to_async(UserFactory)()
+
+    @sync_to_async
+    def scheduled_then_dispatched_late(first_seen):
+        # Created before the notification the client saw last, dispatched after it.
+        early = Notification.objects.create(
+            title="scheduled",
+            recipient=user,
+            audience="user",
+            publish_at=_now() + timedelta(hours=1),
+        )
+        seen = Notification.objects.create(title="seen", recipient=user, audience="user")
+        deliveries_record(seen.pk, [user.pk])
+        deliveries_record(early.pk, [user.pk])  # its publish_at came: dispatched now
+        return early, seen
+
+    early, seen = await scheduled_then_dispatched_late(None)
+    assert early.pk < seen.pk
+    communicator, hello = await connect(user)
+    assert hello["last_id"] == early.pk  # the last one *delivered*
+    await communicator.send_json_to({"type": "sync", "since": seen.pk})
+    missed = await receive_type(communicator, "missed")
+    assert [n["id"] for n in missed["notifications"]] == [early.pk]
+    await communicator.disconnect()

@@ -250,8 +250,8 @@ def test_serialize_notification_shape() -> None:
 
 def test_server_frames() -> None:
     assert events.hello_frame(3, None) == {"type": "hello", "unread": 3, "last_id": None}
-    assert events.pong_frame() == {"type": "pong", "last_id": None}
-    assert events.pong_frame(41) == {"type": "pong", "last_id": 41}
+    assert events.pong_frame() == {"type": "pong", "last_id": None, "unread": None}
+    assert events.pong_frame(41, 3) == {"type": "pong", "last_id": 41, "unread": 3}
     assert events.read_frame([1, 2], 0) == {"type": "read", "ids": [1, 2], "unread": 0}
     assert events.error_frame("invalid_json", "x") == {
         "type": "error",
@@ -265,7 +265,11 @@ def test_layer_event_types_map_to_consumer_handlers() -> None:
     # channels turns "notify.created" into the method name notify_created.
     assert events.layer_created_event({}, "g")["type"] == "notify.created"  # type: ignore[typeddict-item]
     assert events.layer_read_event([1], 0, "g") == {
-        "type": "notify.read", "group": "g", "ids": [1], "unread": 0}
+        "type": "notify.read",
+        "group": "g",
+        "ids": [1],
+        "unread": 0,
+    }
     assert events.layer_membership_event("g") == {"type": "notify.membership", "group": "g"}
     assert events.layer_logout_event("g") == {"type": "notify.logout", "group": "g"}
 

@@ -11,6 +11,7 @@ from django.urls import reverse
 from django.utils.http import urlencode
 from django.utils.translation import gettext
 
+from notifications import conf
 from notifications.models import Level
 from notifications.selectors import unread_count
 
@@ -66,6 +67,7 @@ def notification_bell(context: dict[str, Any]) -> dict[str, Any]:
         "api_url": reverse("notifications:api-list"),
         "read_url": reverse("notifications:api-read"),
         "login_url": f"{resolve_url(settings.LOGIN_URL)}?{next_query}",
+        "ping_every_ms": int(conf.get().BELL_PING_INTERVAL * 1000),
         "ws_path": "/ws/notifications/",
         "strings": script_strings(),
     }

@@ -40,7 +40,8 @@
   var BACKOFF_BASE = 500;         // first retry within half a second: most drops are blips
   var BACKOFF_CAP = 30000;        // never wait more than 30 s between attempts
   var THROTTLED_MIN = 15000;      // after 4429/4413 the server asked us to slow down
-  var PING_EVERY = 30000;         // notice a silently dead connection within ~40 s
+  // Notice a silently dead connection, or a lost push, within ~40 s (tests set it shorter).
+  var PING_EVERY = Number(root.getAttribute("data-ping-every")) || 30000;
   var PONG_WAIT = 10000;
   var READ_CONFIRM_WAIT = 1500;   // how long a click waits for the server before following a link
   var ACK_DELAY = 250;            // batch acks: at most four frames a second, whatever arrives
@@ -50,7 +51,7 @@
   var DESKTOP_KEY = "notifyproject.bell.desktop";
 
   var items = new Map();          // id -> serialized notification
-  var lastId = null;              // newest id seen, for sync
+  var lastId = null;              // the last id the server delivered to us, in its order: the sync cursor
   var unread = Number(badge.getAttribute("data-unread-count")) || 0;
   var loaded = false;             // the first list has arrived
   var socket = null;
@@ -171,7 +172,6 @@
       return false;
     }
     items.set(n.id, n);
-    if (lastId === null || n.id > lastId) lastId = n.id;
     return true;
   }
 
@@ -496,6 +496,7 @@
       }
       case "notification": {
         var n = msg.notification;
+        lastId = n.id;
         if (remember(n)) {
           ack([n.id]);
           render();
@@ -506,7 +507,9 @@
       case "missed": {
         var counted = syncQueue.length ? syncQueue.shift() : true;
         var first = !loaded;
-        var fresh = (msg.notifications || []).filter(remember);
+        var list = msg.notifications || [];
+        if (list.length) lastId = list[list.length - 1].id;  // oldest first: the last is newest
+        var fresh = list.filter(remember);
         ack(fresh.map(function (n) { return n.id; }));
         loaded = true;
         render();
@@ -519,6 +522,11 @@
         break;
       case "pong":
         window.clearTimeout(pongTimer);
+        // Pushes travel at most once. The server names the last notification it delivered
+        // to us and our unread count: if we never got that one, a push was lost — sync
+        // (its items are already in this count, so they add nothing).
+        if (typeof msg.unread === "number") setUnread(msg.unread);
+        if (msg.last_id != null && !items.has(msg.last_id)) sync(true);
         break;
       case "error":
         if (window.console) console.warn("notifications:", msg.code, msg.detail);

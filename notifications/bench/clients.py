@@ -1,0 +1,255 @@
+"""WebSocket clients for ``bench_notifications``: a process of its own, without Django.
+
+The benchmark runs this file as a script (``python .../clients.py``), one or more times, and
+talks to each process in JSON lines: one command on stdin, one reply on stdout. Every socket
+is a different logged-in user: a real session cookie and an ``Origin`` header, through daphne,
+the origin check and ``AuthMiddlewareStack``. In ``bell`` mode a socket behaves like bell.js
+(``sync`` after ``hello``, an ``ack`` for every notification, a ``ping`` every 30 s); in
+``passive`` mode it only listens. A notification frame is timestamped with ``time.time()`` the
+moment ``recv()`` hands it over, before it is parsed.
+
+Commands, ``{"cmd": ...}``:
+
+- ``connect`` ``{"urls": [...], "origin": str, "sockets": [[key, url_index, cookie], ...],
+  "concurrency": n, "timeout": s, "mode": "bell" | "passive"}`` → ``{"ok": n, "failed":
+  {key: error}, "started": t, "finished": t, "setup_ms": [...]}`` (a socket counts once its
+  ``hello`` frame has arrived, i.e. once it has joined its groups);
+- ``collect`` ``{"expect": n, "timeout": s, "settle": s}`` → ``{"arrivals": [[key, id, t],
+  ...], "frames": {type: count}, "closed": {key: code}}``: waits for ``n`` notification frames
+  (or the timeout), then ``settle`` seconds more to catch late or duplicate frames;
+- ``close`` → ``{"closed": n}`` · ``status`` → ``{"open": n, "closed": {...}}`` · ``quit``.
+
+End of input (the benchmark went away) closes every socket and exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import random
+import resource
+import signal
+import sys
+import time
+from collections import Counter
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+PING_EVERY = 30.0  # bell.js's PING_EVERY
+CLOSE_TIMEOUT = 10.0
+
+
+def _dumps(data: Any) -> str:
+    return json.dumps(data, separators=(",", ":"))
+
+
+class Clients:
+    """Every socket of this process, and what they received since the last ``collect``."""
+
+    def __init__(self) -> None:
+        self.sockets: dict[int, ClientConnection] = {}
+        self.readers: dict[int, asyncio.Task[None]] = {}
+        self.next_ping: dict[int, float] = {}
+        self.arrivals: list[tuple[int, int, float]] = []
+        self.frames: Counter[str] = Counter()
+        self.closed: dict[int, int | None] = {}
+        self.arrived = asyncio.Event()
+        self.mode = "bell"
+        self.closing = False
+        self.pinger: asyncio.Task[None] | None = None
+
+    # ---- connect -------------------------------------------------------------------------
+
+    async def connect(self, command: dict[str, Any]) -> dict[str, Any]:
+        self.mode = command.get("mode", "bell")
+        urls: list[str] = command["urls"]
+        origin: str = command["origin"]
+        timeout = float(command.get("timeout", 30.0))
+        gate = asyncio.Semaphore(max(1, int(command.get("concurrency", 100))))
+        started = time.time()
+        results = await asyncio.gather(
+            *(
+                self._open(gate, int(key), urls[int(index)], origin, cookie, timeout)
+                for key, index, cookie in command["sockets"]
+            )
+        )
+        failed = {str(key): error for key, _, error in results if error is not None}
+        setup_ms = [elapsed for _, elapsed, error in results if error is None]
+        if self.mode == "bell" and self.pinger is None:
+            self.pinger = asyncio.create_task(self._ping_forever())
+        return {
+            "ok": len(setup_ms),
+            "failed": failed,
+            "started": started,
+            "finished": time.time(),
+            "setup_ms": setup_ms,
+        }
+
+    async def _open(
+        self, gate: asyncio.Semaphore, key: int, url: str, origin: str, cookie: str, limit: float
+    ) -> tuple[int, float, str | None]:
+        async with gate:
+            begun = time.perf_counter()
+            ws: ClientConnection | None = None
+            try:
+                async with asyncio.timeout(limit):
+                    ws = await connect(
+                        url,
+                        origin=origin,  # type: ignore[arg-type]
+                        additional_headers={"Cookie": cookie},
+                        open_timeout=None,
+                        ping_interval=None,  # browsers do not ping; daphne pings them
+                        close_timeout=CLOSE_TIMEOUT,
+                        max_queue=None,
+                    )
+                    hello = json.loads(await ws.recv())
+                if hello.get("type") != "hello":
+                    raise ValueError(f"first frame was {hello.get('type')!r}, not hello")
+            except ConnectionClosed as exc:
+                return key, 0.0, f"closed {exc.rcvd.code if exc.rcvd else 'abnormally'}"
+            except Exception as exc:
+                if ws is not None:
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(ws.close(), 2)
+                return key, 0.0, f"{type(exc).__name__}: {exc}"[:200]
+            elapsed = (time.perf_counter() - begun) * 1000
+            self.sockets[key] = ws
+            self.readers[key] = asyncio.create_task(self._read(key, ws))
+            if self.mode == "bell":
+                self.next_ping[key] = time.monotonic() + random.uniform(0, PING_EVERY)  # noqa: S311
+                await self._send(ws, {"type": "sync", "since": hello.get("last_id")})
+            return key, elapsed, None
+
+    # ---- receive -------------------------------------------------------------------------
+
+    async def _read(self, key: int, ws: ClientConnection) -> None:
+        try:
+            async for message in ws:
+                arrived = time.time()
+                frame = json.loads(message)
+                kind = frame.get("type") if isinstance(frame, dict) else None
+                self.frames[str(kind)] += 1
+                if kind == "notification":
+                    notification_id = int(frame["notification"]["id"])
+                    self.arrivals.append((key, notification_id, arrived))
+                    self.arrived.set()
+                    if self.mode == "bell":
+                        await self._send(ws, {"type": "ack", "ids": [notification_id]})
+                elif kind == "missed" and self.mode == "bell":
+                    ids = [item["id"] for item in frame.get("notifications", [])]
+                    if ids:
+                        await self._send(ws, {"type": "ack", "ids": ids})
+        except ConnectionClosed:
+            pass
+        except Exception as exc:  # a malformed frame: note it, keep the process alive
+            self.frames[f"error:{type(exc).__name__}"] += 1
+        finally:
+            if not self.closing and self.sockets.get(key) is ws:
+                self.closed[key] = ws.close_code
+                self.sockets.pop(key, None)
+                self.next_ping.pop(key, None)
+
+    async def _send(self, ws: ClientConnection, frame: dict[str, Any]) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            await ws.send(_dumps(frame))
+
+    async def _ping_forever(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            now = time.monotonic()
+            for key, due in list(self.next_ping.items()):
+                ws = self.sockets.get(key)
+                if ws is not None and due <= now:
+                    self.next_ping[key] = now + PING_EVERY
+                    await self._send(ws, {"type": "ping"})
+
+    async def collect(self, command: dict[str, Any]) -> dict[str, Any]:
+        expect = int(command.get("expect", 0))
+        timeout = float(command.get("timeout", 10.0))
+        settle = float(command.get("settle", 0.0))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while len(self.arrivals) < expect and loop.time() < deadline:
+            self.arrived.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(0.0, deadline - loop.time())):
+                    await self.arrived.wait()
+        if settle > 0:
+            await asyncio.sleep(settle)
+        arrivals, self.arrivals = self.arrivals, []
+        frames, self.frames = dict(self.frames), Counter()
+        closed, self.closed = {str(k): v for k, v in self.closed.items()}, {}
+        return {"arrivals": arrivals, "frames": frames, "closed": closed}
+
+    # ---- close ---------------------------------------------------------------------------
+
+    async def close_all(self) -> dict[str, Any]:
+        self.closing = True
+        try:
+            sockets = list(self.sockets.values())
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(CLOSE_TIMEOUT + 5):
+                    await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
+            for task in self.readers.values():
+                task.cancel()
+            await asyncio.gather(*self.readers.values(), return_exceptions=True)
+        finally:
+            self.sockets.clear()
+            self.readers.clear()
+            self.next_ping.clear()
+            self.closing = False
+        return {"closed": len(sockets)}
+
+    def status(self) -> dict[str, Any]:
+        return {"open": len(self.sockets), "closed": {str(k): v for k, v in self.closed.items()}}
+
+
+def _reply(data: dict[str, Any]) -> None:
+    sys.stdout.write(_dumps(data) + "\n")
+    sys.stdout.flush()
+
+
+def _raise_fd_limit() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft < hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+async def main() -> None:
+    clients = Clients()
+    _reply({"ready": True, "pid": os.getpid()})
+    while True:
+        line = await asyncio.to_thread(sys.stdin.readline)
+        if not line:
+            break
+        try:
+            command = json.loads(line)
+            name = command.get("cmd")
+            if name == "quit":
+                break
+            if name == "connect":
+                result = await clients.connect(command)
+            elif name == "collect":
+                result = await clients.collect(command)
+            elif name == "close":
+                result = await clients.close_all()
+            elif name == "status":
+                result = clients.status()
+            else:
+                result = {"error": f"unknown command {name!r}"}
+        except Exception as exc:
+            result = {"error": f"{type(exc).__name__}: {exc}"}
+        _reply(result)
+    await clients.close_all()
+
+
+if __name__ == "__main__":
+    # Ctrl-C belongs to the benchmark, which tells us to stop; so does the end of stdin.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _raise_fd_limit()
+    asyncio.run(main())

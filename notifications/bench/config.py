@@ -1,0 +1,274 @@
+"""What a benchmark run does: options, the sizes of each scenario, and the issue's targets."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+# Names as the command line and the JSON file spell them, in the order they are reported.
+SCENARIOS = ("p1", "p2", "p3", "p4", "p5", "peers", "scale")
+# The order they run in: the throwaway population only grows along it (fewer deletions),
+# and the stack changes shape as rarely as possible.
+RUN_ORDER = ("p1", "p3", "p2", "peers", "scale", "p4", "p5")
+
+TITLES = {
+    "p1": "P1 latency",
+    "p2": "P2 broadcast",
+    "p3": "P3 throughput",
+    "p4": "P4 connections",
+    "p5": "P5 isolation",
+    "peers": "Against the peers",
+    "scale": "Scale: two daphnes, two listeners",
+}
+
+CLIENT_MODES = ("bell", "passive")
+AUDIENCE_MODES = ("auto", "all", "group")
+
+# 15-second polling finds a new notification after 7.5 s on average.
+POLLING_MEAN_MS = 7500.0
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How big each scenario is; ``FULL`` follows the issue, ``QUICK`` is a smoke run."""
+
+    p1_online: int
+    p1_rate: float
+    p1_duration: float
+    p2_users: int
+    p2_online: int
+    p3_recipients: int
+    p3_duration: float
+    p3_creators: int
+    p3_backlog: int
+    p4_sockets: int
+    p5_audience: int
+    p5_online: int
+    p5_rate: float
+    p5_duration: float
+    p5_broadcast_at: float
+    peers_recipients: int
+    scale_users: int
+    scale_online: int
+    scale_rate: float
+    scale_duration: float
+    # Longest wait for frames still missing after the creators are done.
+    collect_timeout: float
+
+
+FULL = Sizes(
+    p1_online=1000,
+    p1_rate=100.0,
+    p1_duration=30.0,
+    p2_users=10_000,
+    p2_online=5000,
+    p3_recipients=1000,
+    p3_duration=10.0,
+    p3_creators=2,
+    p3_backlog=3000,
+    p4_sockets=10_000,
+    p5_audience=100_000,
+    p5_online=1000,
+    p5_rate=100.0,
+    p5_duration=15.0,
+    p5_broadcast_at=3.0,
+    peers_recipients=10_000,
+    scale_users=10_000,
+    scale_online=5000,
+    scale_rate=100.0,
+    scale_duration=5.0,
+    collect_timeout=20.0,
+)
+
+QUICK = Sizes(
+    p1_online=100,
+    p1_rate=50.0,
+    p1_duration=3.0,
+    p2_users=1000,
+    p2_online=200,
+    p3_recipients=200,
+    p3_duration=2.0,
+    p3_creators=2,
+    p3_backlog=200,
+    p4_sockets=200,
+    p5_audience=4000,
+    p5_online=100,
+    p5_rate=50.0,
+    p5_duration=4.0,
+    p5_broadcast_at=1.0,
+    peers_recipients=1000,
+    scale_users=1000,
+    scale_online=200,
+    scale_rate=50.0,
+    scale_duration=1.5,
+    collect_timeout=8.0,
+)
+
+
+@dataclass(frozen=True)
+class Options:
+    """The command line, validated."""
+
+    scenarios: tuple[str, ...] = SCENARIOS
+    quick: bool = False
+    repeat: int = 3
+    users: int | None = None
+    online: int | None = None
+    rate: float | None = None
+    duration: float | None = None
+    daphnes: int = 1
+    listeners: int = 1
+    clients: int | None = None
+    connect_concurrency: int = 100
+    client_mode: str = "bell"
+    audience: str = "auto"
+    output: Path | None = None
+    purge: bool = False
+
+    def sizes(self) -> Sizes:
+        """Return the scenario sizes: full or quick, with the command line's overrides."""
+        base = QUICK if self.quick else FULL
+        changes: dict[str, float | int] = {}
+        if self.users is not None:
+            changes.update(
+                p2_users=self.users,
+                peers_recipients=self.users,
+                scale_users=self.users,
+                p5_audience=self.users * 10,
+            )
+        if self.online is not None:
+            changes.update(
+                p1_online=self.online,
+                p2_online=self.online,
+                p4_sockets=self.online,
+                p5_online=self.online,
+                scale_online=self.online,
+                p3_recipients=self.online,
+            )
+        if self.rate is not None:
+            changes.update(p1_rate=self.rate, p5_rate=self.rate, scale_rate=self.rate)
+        if self.duration is not None:
+            changes.update(
+                p1_duration=self.duration,
+                p3_duration=self.duration,
+                p5_duration=self.duration,
+                p5_broadcast_at=self.duration / 5,
+            )
+        return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
+
+
+def parse_scenarios(value: str) -> tuple[str, ...]:
+    """Turn ``"p1,p3"`` or ``"all"`` into scenario names; raise ValueError on unknown ones."""
+    names = [part.strip().lower() for part in value.split(",") if part.strip()]
+    if not names or "all" in names:
+        return SCENARIOS
+    unknown = sorted(set(names) - set(SCENARIOS))
+    if unknown:
+        raise ValueError(
+            f"unknown scenario(s) {', '.join(unknown)}; choose from {', '.join(SCENARIOS)} or all"
+        )
+    return tuple(name for name in SCENARIOS if name in names)
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One reported figure: its key in the JSON, label, unit and the issue's target if any."""
+
+    key: str
+    label: str
+    unit: str = ""
+    op: str | None = None  # "<=" or ">="
+    target: float | None = None
+
+    def met(self, value: float | None) -> bool | None:
+        if self.op is None or self.target is None or value is None:
+            return None
+        return value <= self.target if self.op == "<=" else value >= self.target
+
+
+# Each scenario's figures, in the order the table shows them. Targets are the issue's.
+FIGURES: dict[str, tuple[Figure, ...]] = {
+    "p1": (
+        Figure("p50_ms", "commit -> socket p50", "ms", "<=", 5),
+        Figure("p90_ms", "commit -> socket p90", "ms"),
+        Figure("p99_ms", "commit -> socket p99", "ms", "<=", 20),
+        Figure("max_ms", "commit -> socket max", "ms"),
+        Figure("expected", "frames expected"),
+        Figure("received", "frames received"),
+        Figure("missing", "frames missing", "", "<=", 0),
+        Figure("duplicates", "duplicate frames", "", "<=", 0),
+        Figure("rate", "creation rate achieved", "/s"),
+        Figure("acked", "acks persisted (delivered rows)"),
+        Figure("setup_rate", "socket set-up rate", "/s"),
+    ),
+    "p2": (
+        Figure("p50_ms", "commit -> socket p50", "ms"),
+        Figure("p99_ms", "commit -> socket p99", "ms", "<=", 300),
+        Figure("max_ms", "commit -> last socket", "ms"),
+        Figure("expected", "sockets expected"),
+        Figure("received", "sockets reached"),
+        Figure("missing", "sockets missed", "", "<=", 0),
+        Figure("persisted_ms", "all Delivery rows visible after commit", "ms", "<=", 500),
+        Figure("deliveries", "Delivery rows written"),
+        Figure("daphne_cpu_us_per_socket", "daphne CPU per online socket", "us"),
+        Figure("listener_cpu_ms", "listener CPU for the broadcast", "ms"),
+        Figure("acked", "acks persisted (delivered rows)"),
+    ),
+    "p3": (
+        Figure("offered_rate", "commits/s by the creator processes", "/s"),
+        Figure("dispatch_rate", "dispatched/s during the flood", "/s"),
+        Figure("backlog_max", "largest backlog seen"),
+        Figure("backlog_slope", "backlog growth during the flood", "/s"),
+        Figure("drain_s", "backlog gone after the last commit", "s"),
+        Figure("keeps_up", "keeps up (1 = backlog does not grow)", "", ">=", 1),
+        Figure("capacity", "listener dispatch capacity (backlog drain)", "/s", ">=", 1500),
+        Figure("listener_cpu_us", "listener CPU per notification", "us"),
+    ),
+    "p4": (
+        Figure("sockets", "idle authenticated sockets in one daphne", "", ">=", 10_000),
+        Figure("failed", "connections that failed", "", "<=", 0),
+        Figure("rss_per_socket_kib", "daphne RSS per socket", "KiB", "<=", 40),
+        Figure("rss_mib", "daphne RSS with all sockets", "MiB"),
+        Figure("setup_rate", "connection set-up rate", "/s", ">=", 500),
+        Figure("setup_p50_ms", "handshake -> hello p50", "ms"),
+        Figure("setup_p99_ms", "handshake -> hello p99", "ms"),
+        Figure("daphne_cpu_ms_per_conn", "daphne CPU per connection", "ms"),
+    ),
+    "p5": (
+        Figure("p50_during_ms", "P1 p50 while the broadcast persists", "ms"),
+        Figure("p99_during_ms", "P1 p99 while the broadcast persists", "ms", "<=", 100),
+        Figure("n_during", "P1 notifications in that window"),
+        Figure("p50_ms", "P1 p50 over the whole run", "ms"),
+        Figure("p99_ms", "P1 p99 over the whole run", "ms"),
+        Figure("persisted_ms", "broadcast: all Delivery rows visible", "ms"),
+        Figure("broadcast_p99_ms", "broadcast: commit -> socket p99", "ms"),
+        Figure("expected", "frames expected"),
+        Figure("received", "frames received"),
+        Figure("missing", "frames missing", "", "<=", 0),
+    ),
+    "peers": (
+        Figure("hq_s", "django-notifications-hq: one save() per recipient", "s"),
+        Figure("fork_s", "its community fork: one bulk_create of wide rows", "s"),
+        Figure("ours_s", "ours: dispatch_notification", "s"),
+        Figure("hq_ratio", "ours faster than one save() per recipient", "x", ">=", 30),
+        Figure("fork_ratio", "ours faster than the bulk_create fork", "x", ">=", 5),
+        Figure("bell_p50_ms", "bell freshness: P1 p50", "ms"),
+        Figure("freshness_ratio", "fresher than 15 s polling (mean 7.5 s)", "x"),
+    ),
+    "scale": (
+        Figure("p50_1d_ms", "broadcast p50, one daphne", "ms"),
+        Figure("p99_1d_ms", "broadcast p99, one daphne", "ms"),
+        Figure("max_1d_ms", "broadcast max, one daphne", "ms"),
+        Figure("p50_2d_ms", "broadcast p50, two daphnes", "ms"),
+        Figure("p99_2d_ms", "broadcast p99, two daphnes", "ms", "<=", 300),
+        Figure("max_2d_ms", "broadcast max, two daphnes", "ms"),
+        Figure("persisted_2d_ms", "all Delivery rows visible, two listeners", "ms", "<=", 500),
+        Figure("daphnes_reached", "daphne processes whose sockets were reached", "", ">=", 2),
+        Figure("expected", "frames expected"),
+        Figure("received", "frames received"),
+        Figure("missing", "frames missing", "", "<=", 0),
+        Figure("duplicates", "duplicate frames (two listeners)", "", "<=", 0),
+        Figure("row_errors", "notifications with wrong Delivery rows", "", "<=", 0),
+    ),
+}

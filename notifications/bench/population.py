@@ -1,0 +1,260 @@
+"""The benchmark's throwaway users, their sessions and group, and their removal.
+
+Everything a run creates carries its run id: users ``bench-<run>-0000001`` (one precomputed
+password hash, bulk-inserted, no signals so no welcome notifications), session keys
+``bench<run><random>`` (bulk-inserted rows of the database session engine, so the sockets
+log in with real cookies through ``AuthMiddlewareStack``), a group ``bench-<run>``, and
+notifications whose titles start ``[bench-<run>]``. ``cleanup()`` removes all of it, and
+``purge_leftovers()`` what interrupted runs (kill -9) left behind.
+
+Broadcasts go to audience ``all`` only when the database holds no other active user, so a
+run never writes into real users' bells; otherwise to the run's group (``--audience``).
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterable, Sequence
+from datetime import timedelta
+from importlib import import_module
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, get_user_model
+from django.contrib.auth.hashers import make_password
+from django.contrib.auth.models import Group
+from django.db import connection
+from django.db.models import Model, QuerySet
+from django.utils import timezone
+
+from notifications.bench.workers import BenchError
+from notifications.models import Audience, Delivery, Notification
+
+CHUNK = 900  # ids per IN (...) list: under SQLite's old 999-variable limit
+LEFTOVER_USERS = r"^bench-[0-9a-f]{8}-"
+LEFTOVER_TITLES = r"^\[bench-[0-9a-f]{8}\]"
+LEFTOVER_SESSIONS = r"^bench[0-9a-f]{8}"
+LEFTOVER_GROUPS = r"^bench-[0-9a-f]{8}$"
+LEFTOVER_TABLES = r"^bench_[0-9a-f]{8}_"
+
+
+def chunks(items: Sequence[int], size: int = CHUNK) -> Iterable[Sequence[int]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def delete_in_chunks(queryset: QuerySet[Any]) -> int:
+    """Delete the rows of ``queryset`` a chunk of primary keys at a time (cascades included)."""
+    model: type[Model] = queryset.model
+    ids = list(queryset.order_by().values_list("pk", flat=True))
+    for part in chunks(ids):
+        model._default_manager.filter(pk__in=part).delete()
+    return len(ids)
+
+
+class Population:
+    """The users of one run, their sessions, and the audience broadcasts use."""
+
+    def __init__(self, run_id: str, audience_mode: str = "auto") -> None:
+        self.run_id = run_id
+        self.username_prefix = f"bench-{run_id}-"
+        self.session_prefix = f"bench{run_id}"
+        self.tag = f"[bench-{run_id}]"
+        self.audience_mode = audience_mode
+        self.audience = Audience.ALL
+        self.group_id: int | None = None
+        self.user_ids: list[int] = []
+        self.sessions: dict[int, str] = {}
+        self.password_hash = make_password(secrets.token_urlsafe(24))
+        self.user_model = get_user_model()
+
+    # ---- audience ------------------------------------------------------------------------
+
+    def other_active_users(self) -> int:
+        return (
+            self.user_model._default_manager.filter(is_active=True)
+            .exclude(**{f"{self.user_model.USERNAME_FIELD}__startswith": self.username_prefix})
+            .count()
+        )
+
+    def choose_audience(self) -> str:
+        """Pick ``all`` or the run's group for broadcasts; create the group if needed."""
+        others = self.other_active_users()
+        if self.audience_mode == "all" and others:
+            raise BenchError(
+                f"--audience all would notify {others} real user(s) of this database; "
+                "use a database of its own, or --audience group"
+            )
+        use_group = self.audience_mode == "group" or (self.audience_mode == "auto" and others)
+        if use_group:
+            self.group_id = Group.objects.create(name=f"bench-{self.run_id}").pk
+            self.audience = Audience.GROUP
+        return self.audience
+
+    def audience_size(self) -> int:
+        """How many Delivery rows a broadcast of this run should write."""
+        users = self.user_model._default_manager.filter(is_active=True)
+        if self.audience == Audience.GROUP:
+            users = users.filter(groups=self.group_id)
+        return users.count()
+
+    def audience_queryset(self) -> QuerySet[Any]:
+        users = self.user_model._default_manager.filter(is_active=True)
+        if self.audience == Audience.GROUP:
+            users = users.filter(groups=self.group_id)
+        return users
+
+    # ---- users and sessions --------------------------------------------------------------
+
+    def ensure_users(self, count: int, *, exact: bool = False) -> list[int]:
+        """Make the run have at least (``exact``: exactly) ``count`` users; return their ids."""
+        missing = count - len(self.user_ids)
+        if missing > 0:
+            field = self.user_model.USERNAME_FIELD
+            start = len(self.user_ids)
+            self.user_model._default_manager.bulk_create(
+                [
+                    self.user_model(
+                        **{field: f"{self.username_prefix}{index:07d}"},
+                        password=self.password_hash,
+                        is_active=True,
+                    )
+                    for index in range(start, count)
+                ],
+                batch_size=1000,
+            )
+            ids = list(
+                self.user_model._default_manager.filter(
+                    **{f"{field}__startswith": self.username_prefix}
+                )
+                .order_by("pk")
+                .values_list("pk", flat=True)
+            )
+            new = ids[start:]
+            self.user_ids = ids
+            if self.group_id is not None:
+                through = self.user_model.groups.through
+                through.objects.bulk_create(
+                    [through(user_id=pk, group_id=self.group_id) for pk in new], batch_size=1000
+                )
+        elif exact and missing < 0:
+            extra = self.user_ids[count:]
+            self._delete_users(extra)
+            self.user_ids = self.user_ids[:count]
+        return self.user_ids[:count]
+
+    def cookies(self, user_ids: Sequence[int]) -> dict[int, str]:
+        """Return a session cookie header value per user, creating sessions as needed."""
+        missing = [pk for pk in user_ids if pk not in self.sessions]
+        if missing:
+            self._create_sessions(missing)
+        name = settings.SESSION_COOKIE_NAME
+        return {pk: f"{name}={self.sessions[pk]}" for pk in user_ids}
+
+    def _session_data(self, user_id: int) -> dict[str, str]:
+        auth_hash = self.user_model(password=self.password_hash).get_session_auth_hash()
+        return {
+            SESSION_KEY: str(user_id),
+            BACKEND_SESSION_KEY: settings.AUTHENTICATION_BACKENDS[0],
+            HASH_SESSION_KEY: auth_hash,
+        }
+
+    def _create_sessions(self, user_ids: Sequence[int]) -> None:
+        store_class = import_module(settings.SESSION_ENGINE).SessionStore
+        expires = timezone.now() + timedelta(days=1)
+        if hasattr(store_class, "get_model_class"):
+            model = store_class.get_model_class()
+            encoder = store_class()
+            rows = []
+            for pk in user_ids:
+                key = self.session_prefix + secrets.token_hex(12)
+                rows.append(
+                    model(
+                        session_key=key,
+                        session_data=encoder.encode(self._session_data(pk)),
+                        expire_date=expires,
+                    )
+                )
+                self.sessions[pk] = key
+            model.objects.bulk_create(rows, batch_size=1000)
+            return
+        for pk in user_ids:  # cache or signed-cookie sessions: one at a time
+            store = store_class()
+            store.update(self._session_data(pk))
+            store.set_expiry(86400)
+            store.save(must_create=True)
+            self.sessions[pk] = str(store.session_key)
+
+    # ---- removal -------------------------------------------------------------------------
+
+    def delete_notifications(self, title_prefix: str | None = None) -> int:
+        """Delete this run's notifications (those whose title starts with the prefix)."""
+        prefix = title_prefix or self.tag
+        return delete_in_chunks(Notification.objects.filter(title__startswith=prefix))
+
+    def _delete_users(self, user_ids: Sequence[int]) -> None:
+        for pk in user_ids:
+            self.sessions.pop(pk, None)
+        for part in chunks(list(user_ids)):
+            Delivery.objects.filter(user_id__in=part).delete()
+            self.user_model._default_manager.filter(pk__in=part).delete()
+
+    def _delete_sessions(self) -> None:
+        store_class = import_module(settings.SESSION_ENGINE).SessionStore
+        if hasattr(store_class, "get_model_class"):
+            model = store_class.get_model_class()
+            model.objects.filter(session_key__startswith=self.session_prefix).delete()
+        else:
+            for key in self.sessions.values():
+                store_class(session_key=key).delete()
+        self.sessions.clear()
+
+    def cleanup(self) -> None:
+        """Remove everything this run wrote to the database."""
+        connection.close()  # a fresh connection, whatever state an interruption left
+        self.delete_notifications()
+        self._delete_sessions()
+        field = self.user_model.USERNAME_FIELD
+        ids = list(
+            self.user_model._default_manager.filter(
+                **{f"{field}__startswith": self.username_prefix}
+            ).values_list("pk", flat=True)
+        )
+        self._delete_users(ids)
+        self.user_ids = []
+        Group.objects.filter(name=f"bench-{self.run_id}").delete()
+
+    def remaining(self) -> int:
+        field = self.user_model.USERNAME_FIELD
+        return self.user_model._default_manager.filter(
+            **{f"{field}__startswith": self.username_prefix}
+        ).count()
+
+
+def purge_leftovers() -> dict[str, int]:
+    """Remove what interrupted runs left: users, sessions, groups, notifications, tables."""
+    user_model = get_user_model()
+    removed = {
+        "notifications": delete_in_chunks(
+            Notification.objects.filter(title__regex=LEFTOVER_TITLES)
+        ),
+    }
+    store_class = import_module(settings.SESSION_ENGINE).SessionStore
+    if hasattr(store_class, "get_model_class"):
+        sessions = store_class.get_model_class().objects.filter(
+            session_key__regex=LEFTOVER_SESSIONS
+        )
+        removed["sessions"] = sessions.delete()[0]
+    users = user_model._default_manager.filter(
+        **{f"{user_model.USERNAME_FIELD}__regex": LEFTOVER_USERS}
+    )
+    ids = list(users.values_list("pk", flat=True))
+    for part in chunks(ids):
+        Delivery.objects.filter(user_id__in=part).delete()
+        user_model._default_manager.filter(pk__in=part).delete()
+    removed["users"] = len(ids)
+    removed["groups"] = Group.objects.filter(name__regex=LEFTOVER_GROUPS).delete()[0]
+    from notifications.bench.peers import drop_leftover_tables
+
+    removed["tables"] = drop_leftover_tables(LEFTOVER_TABLES)
+    return removed
