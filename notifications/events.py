@@ -7,7 +7,10 @@ import json
 from dataclasses import dataclass
 from typing import Any, Literal, TypedDict
 
+from django.core.exceptions import ValidationError
+
 from notifications.models import Notification
+from notifications.validators import validate_notification_url
 
 PUBSUB_VERSION = 1
 
@@ -81,10 +84,20 @@ def serialize_notification(
         "title": notification.title,
         "body": notification.body,
         "level": notification.level,
-        "url": notification.url,
+        "url": safe_link(notification.url),
         "created_at": notification.created_at.isoformat(),
         "read": read,
     }
+
+
+def safe_link(url: str) -> str:
+    """Return ``url`` if it may become a link, else "" — even for rows saved without
+    validation (``bulk_create``, raw SQL, an old row): no client ever gets javascript:."""
+    try:
+        validate_notification_url(url or "")
+    except ValidationError:
+        return ""
+    return url or ""
 
 
 # ---- server → client frames --------------------------------------------------------------

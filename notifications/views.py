@@ -19,7 +19,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from notifications import conf
 from notifications.dispatch import push_read
-from notifications.events import FrameError, parse_client_frame
+from notifications.events import FrameError, parse_client_frame, safe_link
 from notifications.models import Delivery, DeliveryState, Level
 from notifications.selectors import inbox_page, notification_page
 from notifications.services import ReadResult, deliveries_mark_all_read, deliveries_mark_read
@@ -130,7 +130,7 @@ def _inbox_item(delivery: Delivery, now: datetime) -> InboxItem:
         body=notification.body,
         level=level,
         level_label=Level(level).label,
-        url=notification.url,
+        url=safe_link(notification.url),
         created_at=notification.created_at,
         ago=_ago(notification.created_at, now),
         read=delivery.state == DeliveryState.READ,
