@@ -237,7 +237,12 @@ def test_mark_read_tells_the_users_other_tabs(client_of, user):
         event = async_to_sync(_receive)(layer, channel)
     finally:
         async_to_sync(layer.group_discard)(user_group(user.pk), channel)
-    assert event == {"type": "notify.read", "ids": [notification.pk], "unread": 0}
+    assert event == {
+        "type": "notify.read",
+        "group": user_group(user.pk),
+        "ids": [notification.pk],
+        "unread": 0,
+    }
 
 
 async def _receive(layer, channel: str) -> dict:
