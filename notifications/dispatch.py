@@ -150,21 +150,31 @@ def dispatch_batch(notification_ids: list[int], now: datetime | None = None) -> 
     what lets one listener keep up with thousands a second. Broadcasts keep their own
     transactions, so a big one holds no lock over the small ones.
     """
+    results, broadcasts = dispatch_one_user_batch(notification_ids, now)
+    return results + dispatch_many(broadcasts)
+
+
+def dispatch_one_user_batch(
+    notification_ids: list[int], now: datetime | None = None
+) -> tuple[list[Dispatched], list[int]]:
+    """Dispatch the one-user notifications among ``ids``; return them and the other ids.
+
+    The listener hands the others (group, staff, all) to a worker of their own, so persisting
+    a broadcast to 100,000 users never holds up the one-user notifications behind it.
+    """
     ids = list(dict.fromkeys(notification_ids))
     if not ids:
-        return []
+        return [], []
     audiences = dict(Notification.objects.filter(pk__in=ids).values_list("pk", "audience"))
     singles = [i for i in ids if audiences.get(i) == Audience.USER]
     others = [i for i in ids if i in audiences and audiences[i] != Audience.USER]
-    results: list[Dispatched] = []
-    if singles:
-        try:
-            results.extend(_dispatch_single_user_batch(singles, now or timezone.now()))
-        except Exception:
-            logger.exception("Batch dispatch of %d failed; retrying one by one", len(singles))
-            results.extend(dispatch_many(singles))
-    results.extend(dispatch_many(others))
-    return results
+    if not singles:
+        return [], others
+    try:
+        return _dispatch_single_user_batch(singles, now or timezone.now()), others
+    except Exception:
+        logger.exception("Batch dispatch of %d failed; retrying one by one", len(singles))
+        return dispatch_many(singles), others
 
 
 def _dispatch_single_user_batch(ids: list[int], now: datetime) -> list[Dispatched]:

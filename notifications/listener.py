@@ -21,7 +21,8 @@ from notifications import conf, heartbeat
 from notifications.dispatch import (
     Dispatched,
     afan_out,
-    dispatch_batch,
+    dispatch_many,
+    dispatch_one_user_batch,
     due_notification_ids,
     next_scheduled_at,
 )
@@ -68,6 +69,8 @@ class NotificationListener:
         self._stop: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._next_scheduled: float | None = None
+        self._broadcasts: dict[int, asyncio.Task[None]] = {}
+        self._broadcast_slot: asyncio.Semaphore | None = None
         # Set while subscribed; tests and the health report wait on it.
         self.subscribed: asyncio.Event | None = None
 
@@ -85,6 +88,7 @@ class NotificationListener:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         self.subscribed = asyncio.Event()
+        self._broadcast_slot = asyncio.Semaphore(1)
         self.layer = self.layer or get_channel_layer()
         installed = self._install_signal_handlers()
         try:
@@ -93,6 +97,7 @@ class NotificationListener:
             else:
                 await self._run_forever()
         finally:
+            await self._await_broadcasts()
             for sig in installed:
                 self._loop.remove_signal_handler(sig)
             logger.info(
@@ -246,13 +251,10 @@ class NotificationListener:
         if not ids:
             return 0
         started = time.perf_counter()
-        results = await database_sync_to_async(dispatch_batch)(ids)
-        await self._push(results)
-        for result in results:
-            self._log(result)
-            if self.on_dispatched:
-                self.on_dispatched(result)
-        self.dispatched_total += len(results)
+        results, broadcasts = await database_sync_to_async(dispatch_one_user_batch)(ids)
+        await self._finish(results)
+        for notification_id in broadcasts:
+            self._start_broadcast(notification_id)
         if len(ids) > 1:
             logger.info(
                 "Batch of %d announced, %d dispatched in %.1f ms",
@@ -261,6 +263,37 @@ class NotificationListener:
                 (time.perf_counter() - started) * 1000,
             )
         return len(results)
+
+    async def _finish(self, results: list[Dispatched]) -> None:
+        await self._push(results)
+        for result in results:
+            self._log(result)
+            if self.on_dispatched:
+                self.on_dispatched(result)
+        self.dispatched_total += len(results)
+
+    def _start_broadcast(self, notification_id: int) -> None:
+        """Dispatch a group/staff/all notification beside the main loop, one at a time."""
+        if notification_id in self._broadcasts:
+            return
+        task = asyncio.get_running_loop().create_task(self._broadcast(notification_id))
+        self._broadcasts[notification_id] = task
+        task.add_done_callback(lambda _task: self._broadcasts.pop(notification_id, None))
+
+    async def _broadcast(self, notification_id: int) -> None:
+        assert self._broadcast_slot is not None  # noqa: S101
+        async with self._broadcast_slot:
+            # A thread of its own (and so a database connection of its own): the main
+            # loop's database thread stays free for the one-user notifications.
+            results = await database_sync_to_async(dispatch_many, thread_sensitive=False)(
+                [notification_id]
+            )
+        await self._finish(results)
+
+    async def _await_broadcasts(self) -> None:
+        """Let broadcasts in flight finish: a stop never leaves one half-pushed."""
+        if self._broadcasts:
+            await asyncio.gather(*list(self._broadcasts.values()), return_exceptions=True)
 
     async def _push(self, results: list[Dispatched]) -> None:
         """Fan out a batch, several pushes in flight at once (each is a few Redis trips)."""

@@ -126,6 +126,25 @@ async def listener(transactional_db) -> AsyncIterator[NotificationListener]:
     await asyncio.wait_for(task, timeout=10)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _drop_stray_connections(django_db_setup, django_db_blocker) -> Iterator[None]:
+    """Before the test database is dropped, end connections other threads left open.
+
+    Threads of asgiref's executors keep their own connections; PostgreSQL refuses to drop
+    a database anyone is connected to.
+    """
+    yield
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+
+
 @pytest.fixture(scope="session")
 def live_env(django_db_setup, django_db_blocker) -> dict[str, str]:
     """Environment for child processes that share the test database and Redis."""

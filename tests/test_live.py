@@ -7,6 +7,7 @@ import time
 
 import pytest
 import websockets
+import websockets.exceptions
 from asgiref.sync import sync_to_async
 
 from notifications.models import Delivery, Notification
