@@ -41,6 +41,7 @@ from websockets.exceptions import ConnectionClosed
 
 PING_EVERY = 30.0  # bell.js's PING_EVERY
 CLOSE_TIMEOUT = 10.0
+SYNC_WAIT = 10.0  # longest wait for unanswered syncs before closing
 
 
 def _dumps(data: Any) -> str:
@@ -54,6 +55,8 @@ class Clients:
         self.sockets: dict[int, ClientConnection] = {}
         self.readers: dict[int, asyncio.Task[None]] = {}
         self.next_ping: dict[int, float] = {}
+        self.syncing: set[int] = set()  # sockets whose sync has not been answered yet
+        self.sync_answered = asyncio.Event()
         self.arrivals: list[tuple[int, int, float]] = []
         self.frames: Counter[str] = Counter()
         self.closed: dict[int, int | None] = {}
@@ -121,6 +124,7 @@ class Clients:
             self.readers[key] = asyncio.create_task(self._read(key, ws))
             if self.mode == "bell":
                 self.next_ping[key] = time.monotonic() + random.uniform(0, PING_EVERY)  # noqa: S311
+                self.syncing.add(key)
                 await self._send(ws, {"type": "sync", "since": hello.get("last_id")})
             return key, elapsed, None
 
@@ -140,6 +144,8 @@ class Clients:
                     if self.mode == "bell":
                         await self._send(ws, {"type": "ack", "ids": [notification_id]})
                 elif kind == "missed" and self.mode == "bell":
+                    self.syncing.discard(key)
+                    self.sync_answered.set()
                     ids = [item["id"] for item in frame.get("notifications", [])]
                     if ids:
                         await self._send(ws, {"type": "ack", "ids": ids})
@@ -152,6 +158,7 @@ class Clients:
                 self.closed[key] = ws.close_code
                 self.sockets.pop(key, None)
                 self.next_ping.pop(key, None)
+                self.sync_answered.set()
 
     async def _send(self, ws: ClientConnection, frame: dict[str, Any]) -> None:
         with contextlib.suppress(ConnectionClosed):
@@ -188,6 +195,13 @@ class Clients:
     # ---- close ---------------------------------------------------------------------------
 
     async def close_all(self) -> dict[str, Any]:
+        # Let the server answer the syncs in flight first, as a page that stays a moment
+        # would: closing under a reply makes daphne log the failed send.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(SYNC_WAIT):
+                while self.syncing & self.sockets.keys():
+                    self.sync_answered.clear()
+                    await self.sync_answered.wait()
         self.closing = True
         try:
             sockets = list(self.sockets.values())
@@ -201,6 +215,7 @@ class Clients:
             self.sockets.clear()
             self.readers.clear()
             self.next_ping.clear()
+            self.syncing.clear()
             self.closing = False
         return {"closed": len(sockets)}
 

@@ -11,7 +11,9 @@ then one reply per command read from stdin:
 
 - ``single`` ``{"recipients": [user ids], "rate": per second or null (as fast as possible),
   "duration": s or null, "count": n or null, "start_at": wall time, "title": str}`` →
-  ``{"created": [[id, recipient id, commit time], ...], "errors": n, "error": str | null}``;
+  ``{"created": [[id, recipient id, commit time, call start, call end], ...], "errors": n,
+  "error": str | null}`` (wall times: the call's start and end bracket the whole ``notify()``,
+  INSERT, COMMIT and PUBLISH, including any wait for a database lock);
 - ``broadcast`` ``{"audience": "all" | "group", "group": id | null, "title": str,
   "start_at": wall time}`` → ``{"id": id, "t": commit time}``;
 - ``quit``, or the end of stdin.
@@ -90,6 +92,7 @@ def create_single(command: dict[str, Any]) -> dict[str, Any]:
                 time.sleep(due - now)
         user = users[index % len(users)]
         index += 1
+        called = time.time()
         try:
             notification, at = committed(
                 lambda user=user, index=index: notify(user, f"{title} #{index}")
@@ -98,7 +101,7 @@ def create_single(command: dict[str, Any]) -> dict[str, Any]:
             errors += 1
             first_error = first_error or f"{type(exc).__name__}: {exc}"
             continue
-        created.append([notification.pk, user.pk, at])
+        created.append([notification.pk, user.pk, at, called, time.time()])
     return {"created": created, "errors": errors, "error": first_error}
 
 

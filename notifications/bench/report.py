@@ -209,6 +209,10 @@ def _target_text(figure: Figure) -> str:
     return f"{symbol} {format_value(figure.target, figure.unit)}"
 
 
+def _loads(values: Any) -> str:
+    return "/".join(f"{value:.1f}" for value in values) if values else "?"
+
+
 def render_table(document: dict[str, Any], stream: IO[str]) -> str:
     """Return the human-readable table of a run."""
     yes, no = _marks(stream)
@@ -218,7 +222,8 @@ def render_table(document: dict[str, Any], stream: IO[str]) -> str:
         f"notifyproject benchmark, run {document['run_id']}, {document['started_at']}",
         f"{info['cores']} cores ({info['cpu']}), {info['python']}, Django {info['django']}, "
         f"{info['database']}, Redis {info['redis']}, commit {commit}",
-        f"load average at start {', '.join(f'{x:.2f}' for x in info['load_average'])}; "
+        f"load average {_loads(info.get('load_average'))} at start, "
+        f"{_loads(document.get('load_average_end'))} at the end; "
         f"{document['repeat']} repetition(s) per figure (median, min, max); clients: "
         f"{document['options']['client_mode']}; broadcast audience: {document['audience']}",
     ]

@@ -126,8 +126,9 @@ class Bench:
                 self.progress.phase(f"stopped by an unexpected error:\n{traceback.format_exc()}")
         finally:
             previous_int = signal.getsignal(signal.SIGINT)
-            with contextlib.suppress(ValueError):
-                signal.signal(signal.SIGINT, signal.SIG_IGN)  # the teardown must finish
+            with contextlib.suppress(ValueError):  # the teardown must finish
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
+                signal.signal(signal.SIGTERM, signal.SIG_IGN)
             try:
                 self.teardown()
             finally:
@@ -166,8 +167,13 @@ class Bench:
                 "the socket clients need the websockets package (pip install -e '.[dev]')"
             )
         limit = raise_fd_limit()
-        if limit < 2 * max(self.sizes.p4_sockets, self.sizes.p2_online) + 200:
-            self.progress.phase(f"warning: only {limit} file descriptors per process")
+        sockets = max(self.sizes.p1_online, self.sizes.p2_online, self.sizes.p5_online)
+        if "p4" in self.options.scenarios:
+            sockets = max(sockets, self.sizes.p4_sockets)  # all into one daphne
+        if limit < sockets + 500:
+            self.progress.phase(
+                f"warning: {limit} file descriptors per process; daphne may need {sockets + 500}"
+            )
         self.redis = redis.Redis.from_url(
             conf.get().REDIS_URL, **conf.redis_kwargs(socket_timeout=10, socket_connect_timeout=5)
         )
@@ -309,6 +315,7 @@ class Bench:
             "interrupted": self.interrupted,
             "errors": self.errors,
             "remaining_users": self.remaining_users,
+            "load_average_end": os.getloadavg(),
             "logs": str(self.log_dir) if keep_logs else None,
         }
 

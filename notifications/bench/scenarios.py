@@ -1,4 +1,4 @@
-"""The scenarios of issue 5: P1-P5, the peers and scale. Each returns one ``ScenarioRun``.
+"""The scenarios of issue 5: P1-P5, the peers and scale; each fills in a ``ScenarioRun``.
 
 Latency is always commit → frame: the creator stamps ``time.time()`` right after COMMIT (see
 ``creator.py``), each client process stamps ``time.time()`` when a frame reaches it, and both
@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db.models import Count, Max, Q
+from django.db.models import Count, Max
 
 from notifications.bench import peers
 from notifications.bench.config import FIGURES, POLLING_MEAN_MS, Options, Sizes
@@ -73,6 +73,8 @@ class Match:
     duplicates: int
     unexpected: int
     commits: dict[int, float]
+    frames: dict[str, int] = field(default_factory=dict)
+    closed: dict[str, Any] = field(default_factory=dict)
 
     @property
     def received(self) -> int:
@@ -93,13 +95,15 @@ class Match:
     def keys_reached(self) -> set[int]:
         return {key for _nid, key in self.first}
 
-    def counts(self) -> dict[str, int]:
+    def counts(self) -> dict[str, Any]:
         return {
             "expected": self.expected,
             "received": self.received,
             "missing": self.missing,
             "duplicates": self.duplicates,
             "unexpected": self.unexpected,
+            "frames": dict(sorted(self.frames.items())),
+            "closed_by_server": len(self.closed),
         }
 
 
@@ -167,6 +171,27 @@ def sockets_by_user(opened: Opened) -> dict[int, set[int]]:
     return by_user
 
 
+@dataclass(frozen=True)
+class Created:
+    """One committed single-user notification, with wall times from the creator."""
+
+    id: int
+    recipient: int
+    committed: float
+    called: float  # notify() was called
+    returned: float  # notify() returned (after COMMIT and PUBLISH)
+
+    @property
+    def call_ms(self) -> float:
+        return (self.returned - self.called) * 1000
+
+
+def call_summary(created: Sequence[Created]) -> dict[str, float | None]:
+    """p50/p99 of the notify() calls themselves: INSERT, COMMIT, PUBLISH and lock waits."""
+    calls = [row.call_ms for row in created]
+    return {"call_p50_ms": percentile(calls, 50), "call_p99_ms": percentile(calls, 99)}
+
+
 def create_single(
     ctx: Context,
     creator: int,
@@ -178,8 +203,8 @@ def create_single(
     count: int | None = None,
     start_at: float | None = None,
     run: ScenarioRun | None = None,
-) -> list[tuple[int, int, float]]:
-    """Have a creator commit single-user notifications; return (id, recipient, commit time)."""
+) -> list[Created]:
+    """Have a creator commit single-user notifications, one transaction each."""
     worker = ctx.creators.get(creator)
     started = time.monotonic()
     worker.send(
@@ -203,7 +228,7 @@ def single_reply(
     duration: float | None,
     count: int | None,
     run: ScenarioRun | None,
-) -> list[tuple[int, int, float]]:
+) -> list[Created]:
     limit = (duration or 0) + (count or 0) / 20 + 120
 
     def tick() -> None:
@@ -214,7 +239,10 @@ def single_reply(
     reply = worker.receive(limit, tick=tick)
     if reply.get("errors") and run is not None:
         run.note(f"the creator failed {reply['errors']} time(s): {reply.get('error')}")
-    return [(int(n), int(u), float(t)) for n, u, t in reply["created"]]
+    return [
+        Created(*(int(v) for v in row[:2]), *(float(v) for v in row[2:5]))
+        for row in reply["created"]
+    ]
 
 
 def broadcast(ctx: Context, creator: int, title: str) -> tuple[int, float]:
@@ -251,10 +279,14 @@ def wait_deliveries(
     return None, count
 
 
-def wait_acked(ids: Sequence[int], want: int, timeout: float = 5.0) -> int:
-    """Wait until ``want`` of these notifications' Delivery rows are no longer pending."""
-    deadline = time.monotonic() + timeout
-    done = 0
+def wait_acked(ids: Sequence[int], want: int) -> tuple[int, float | None]:
+    """Wait until ``want`` of these notifications' Delivery rows are no longer pending.
+
+    Returns how many were, and the seconds the wait took (None if it gave up: after 5 s plus
+    a second per 500 acks). Bell-mode clients ack every frame, as bell.js does.
+    """
+    started = time.monotonic()
+    deadline = started + 5 + want / 500
     while True:
         done = 0
         for start in range(0, len(ids), 900):
@@ -263,8 +295,10 @@ def wait_acked(ids: Sequence[int], want: int, timeout: float = 5.0) -> int:
                 .exclude(state=DeliveryState.PENDING)
                 .count()
             )
-        if done >= want or time.monotonic() >= deadline:
-            return done
+        if done >= want:
+            return done, time.monotonic() - started
+        if time.monotonic() >= deadline:
+            return done, None
         time.sleep(0.1)
 
 
@@ -277,7 +311,10 @@ def collect(ctx: Context, expected: dict[int, set[int]], commits: dict[int, floa
     collected = ctx.clients.collect(
         per_socket, timeout=ctx.sizes.collect_timeout, settle=SETTLE_SECONDS
     )
-    return match(expected, commits, collected.arrivals)
+    found = match(expected, commits, collected.arrivals)
+    found.frames = dict(collected.frames)
+    found.closed = collected.closed
+    return found
 
 
 def measure_broadcast(
@@ -302,7 +339,7 @@ def measure_broadcast(
         "reached_by_daphne": dict(sorted(Counter(daphnes_of(ctx, found.keys_reached())).items())),
     }
     if ctx.options.client_mode == "bell":
-        figures["acked"] = wait_acked([nid], found.received)
+        figures["acked"], figures["acked_wait_s"] = wait_acked([nid], found.received)
     return figures
 
 
@@ -350,17 +387,20 @@ def run_p1(ctx: Context, run: ScenarioRun) -> None:
                 duration=s.p1_duration,
                 run=run,
             )
-            commits = {nid: at for nid, _, at in created}
-            found = collect(ctx, {nid: by_user[uid] for nid, uid, _ in created}, commits)
+            commits = {row.id: row.committed for row in created}
+            found = collect(ctx, {row.id: by_user[row.recipient] for row in created}, commits)
             figures: dict[str, Any] = {
                 **latency_summary(found.latencies()),
                 **found.counts(),
+                **call_summary(created),
                 "created": len(created),
-                "rate": achieved_rate([at for _, _, at in created]),
+                "rate": achieved_rate([row.committed for row in created]),
                 "setup_rate": opened.rate,
             }
             if ctx.options.client_mode == "bell":
-                figures["acked"] = wait_acked(list(commits), found.received)
+                figures["acked"], figures["acked_wait_s"] = wait_acked(
+                    list(commits), found.received
+                )
             run.repetitions.append(figures)
     finally:
         finish(ctx, run, tag)
@@ -403,20 +443,26 @@ def run_p2(ctx: Context, run: ScenarioRun) -> None:
 
 
 def progress_counts(base_id: int, prefix: str) -> tuple[int, int]:
-    """Return (committed, dispatched) notifications with ids above ``base_id`` and the prefix."""
-    counts = Notification.objects.filter(pk__gt=base_id, title__startswith=prefix).aggregate(
-        created=Count("pk"), dispatched=Count("pk", filter=Q(dispatched_at__isnull=False))
-    )
-    return int(counts["created"]), int(counts["dispatched"])
+    """Return (notifications committed, Delivery rows written) for ids above ``base_id``.
+
+    Single-user notifications: one row each once dispatched, so the difference is the backlog.
+    """
+    created = Notification.objects.filter(pk__gt=base_id, title__startswith=prefix).count()
+    rows = Delivery.objects.filter(
+        notification_id__gt=base_id, notification__title__startswith=prefix
+    ).count()
+    return created, rows
 
 
-def wait_dispatched(base_id: int, prefix: str, total: int, timeout: float = 120.0) -> float | None:
-    """Poll every 50 ms until ``total`` are dispatched; return the wall time, None on timeout."""
+def wait_dispatched(
+    base_id: int, prefix: str, total: int, timeout: float = 120.0, interval: float = 0.05
+) -> float | None:
+    """Poll until ``total`` Delivery rows exist; return the wall time, None on timeout."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if progress_counts(base_id, prefix)[1] >= total:
             return time.time()
-        time.sleep(0.05)
+        time.sleep(interval)
     return None
 
 
@@ -481,13 +527,13 @@ def p3_flood(ctx: Context, run: ScenarioRun, parts: list[list[int]], prefix: str
         now = time.time()
         created, dispatched = progress_counts(base, prefix)
         samples.append((now, created, dispatched))
-        ctx.progress.status(f"flood: {created} committed, {created - dispatched} waiting")
+        ctx.progress.status(f"flood: {created} committed, {created - dispatched} not dispatched")
         for index, worker in enumerate(workers):
             if index not in replies:
                 reply = worker.poll()
                 if reply is not None:
                     replies[index] = reply
-        time.sleep(max(0.0, 0.25 - (time.time() - now)))
+        time.sleep(max(0.0, 0.1 - (time.time() - now)))
     rows = [row for reply in replies.values() for row in reply["created"]]
     for reply in replies.values():
         if reply.get("errors"):
@@ -496,7 +542,7 @@ def p3_flood(ctx: Context, run: ScenarioRun, parts: list[list[int]], prefix: str
         raise BenchError("the creators committed nothing")
     times = [float(row[2]) for row in rows]
     first, last = min(times), max(times)
-    drained_at = wait_dispatched(base, prefix, len(rows))
+    drained_at = wait_dispatched(base, prefix, len(rows), interval=0.02)
     window = [(t - first, c - d) for t, c, d in samples if first <= t <= last]
     offered = achieved_rate(times) or 0.0
     growth = slope(window)
@@ -540,7 +586,7 @@ def p3_capacity(
             total += len(single_reply(ctx, worker, time.monotonic(), None, share, run))
         resumed = time.time()
     ctx.progress.status(f"capacity: the listener drains {total}")
-    done_at = wait_dispatched(base, prefix, total)
+    done_at = wait_dispatched(base, prefix, total, interval=0.02)
     if done_at is None:
         run.note("the listener did not drain the backlog within 120 s")
     ctx.stack.settle(timeout=30)
@@ -617,8 +663,10 @@ def run_p5(ctx: Context, run: ScenarioRun) -> None:
         },
     )
     run.note(
-        "'while the broadcast persists' = P1 notifications committed between the "
-        "broadcast's commit and the moment all its Delivery rows were visible"
+        "'while the broadcast persists' = P1 notifications whose notify() call started "
+        "between the broadcast's commit and the moment all its Delivery rows were visible; "
+        "notify() -> socket includes any wait of the save itself (on SQLite the dispatch "
+        "transaction holds the database's write lock, so the app's saves wait for it)"
     )
     tag = f"{ctx.population.tag} p5 "
     ctx.stack.ensure(ctx.options.daphnes, ctx.options.listeners)
@@ -655,22 +703,29 @@ def run_p5(ctx: Context, run: ScenarioRun) -> None:
             ctx.progress.status(f"broadcast to {audience} committed; waiting for its rows")
             persisted_ms, rows = wait_deliveries(big, audience, big_at, timeout=300)
             created = single_reply(ctx, load, started, s.p5_duration, None, run)
-            commits = {nid: at for nid, _, at in created}
+            commits = {row.id: row.committed for row in created}
             commits[big] = big_at
-            expected = {nid: by_user[uid] for nid, uid, _ in created}
+            expected = {row.id: by_user[row.recipient] for row in created}
             expected[big] = all_keys
             found = collect(ctx, expected, commits)
             window_end = big_at + persisted_ms / 1000 if persisted_ms else float("inf")
-            during = {nid for nid, _, at in created if big_at <= at <= window_end}
-            singles = set(commits) - {big}
-            during_ms = found.latencies(during)
+            during = [row for row in created if big_at <= row.called <= window_end]
+            during_commit_ms = found.latencies({row.id for row in during})
+            during_call_ms = [
+                (found.first[(row.id, key)] - row.called) * 1000
+                for row in during
+                for key in by_user[row.recipient]
+                if (row.id, key) in found.first
+            ]
             run.repetitions.append(
                 {
-                    "p50_during_ms": percentile(during_ms, 50),
-                    "p99_during_ms": percentile(during_ms, 99),
-                    "max_during_ms": max(during_ms, default=None),
+                    "call_to_socket_p50_during_ms": percentile(during_call_ms, 50),
+                    "call_to_socket_p99_during_ms": percentile(during_call_ms, 99),
+                    "p50_during_ms": percentile(during_commit_ms, 50),
+                    "p99_during_ms": percentile(during_commit_ms, 99),
+                    "call_p99_during_ms": percentile([row.call_ms for row in during], 99),
                     "n_during": len(during),
-                    **latency_summary(found.latencies(singles)),
+                    **latency_summary(found.latencies({row.id for row in created})),
                     "persisted_ms": persisted_ms,
                     "deliveries": rows,
                     "broadcast_p99_ms": percentile(found.latencies({big}), 99),
@@ -793,8 +848,8 @@ def run_scale(ctx: Context, run: ScenarioRun) -> None:
                 duration=s.scale_duration,
                 run=run,
             )
-            commits = {nid: at for nid, _, at in created}
-            found = collect(ctx, {nid: by_user[uid] for nid, uid, _ in created}, commits)
+            commits = {row.id: row.committed for row in created}
+            found = collect(ctx, {row.id: by_user[row.recipient] for row in created}, commits)
             reached = set(daphnes_of(ctx, found.keys_reached()))
             reached |= {int(d) for d in wide["reached_by_daphne"]}
             first = one[rep - 1] if rep - 1 < len(one) else {}
