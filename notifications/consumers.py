@@ -6,11 +6,11 @@ import json
 import logging
 from typing import Any
 
-from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.contrib.auth import get_user_model
 
 from notifications import conf, events
+from notifications.asyncdb import db_async
 from notifications.dispatch import apush_read
 from notifications.events import ClientFrame, FrameError
 from notifications.fanout import LocalHub, encode_frame, get_hub
@@ -46,7 +46,7 @@ def groups_for_user(user_id: int) -> set[str] | None:
     return names
 
 
-agroups_for_user = database_sync_to_async(groups_for_user)
+agroups_for_user = db_async(groups_for_user)
 
 
 class NotificationConsumer(AsyncWebsocketConsumer):

@@ -35,7 +35,11 @@ from notifications.events import (
     user_group,
 )
 from notifications.models import Audience, Notification
-from notifications.services import ReadResult, deliveries_record, deliveries_record_pairs
+from notifications.services import (
+    ReadResult,
+    deliveries_record_audience,
+    deliveries_record_pairs,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -112,8 +116,9 @@ def dispatch_notification(notification_id: int, now: datetime | None = None) -> 
         count = 0
         expired = notification.expires_at is not None and notification.expires_at <= now
         if not expired:
-            for chunk in audience_user_ids(notification, chunk_size):
-                count += deliveries_record(notification.pk, chunk)
+            count = deliveries_record_audience(
+                notification.pk, audience_queryset(notification), chunk_size, now
+            )
         Notification.objects.filter(pk=notification.pk).update(recipient_count=count)
     return Dispatched(
         id=notification.pk,

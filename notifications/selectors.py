@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from channels.db import database_sync_to_async
 from django.contrib.auth.models import AbstractBaseUser
 
 from notifications import conf
+from notifications.asyncdb import db_async
 from notifications.events import SerializedNotification, serialize_notification
 from notifications.models import Delivery, DeliveryState
 
@@ -95,10 +95,10 @@ def missed_since(user: AbstractBaseUser | Any, since: int | None) -> list[Serial
     return [_serialize(delivery) for delivery in after.order_by("id")[:limit]]
 
 
-aunread_count = database_sync_to_async(unread_count)
-alast_notification_id = database_sync_to_async(last_notification_id)
-amissed_since = database_sync_to_async(missed_since)
-anotification_page = database_sync_to_async(notification_page)
+aunread_count = db_async(unread_count)
+alast_notification_id = db_async(last_notification_id)
+amissed_since = db_async(missed_since)
+anotification_page = db_async(notification_page)
 
 
 # ---- the admin and the inbox page ---------------------------------------------------------

@@ -7,11 +7,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from channels.db import database_sync_to_async
 from django.contrib.auth.models import AbstractBaseUser, Group
-from django.db import transaction
+from django.db import connections, transaction
 from django.utils import timezone
 
+from notifications.asyncdb import db_async
 from notifications.models import (
     UNREAD_STATES,
     Audience,
@@ -123,6 +123,47 @@ def deliveries_record(notification_id: int, user_ids: Iterable[int]) -> int:
     return len(rows)
 
 
+def deliveries_record_audience(
+    notification_id: int, users: Any, chunk_size: int, now: datetime | None = None
+) -> int:
+    """Insert pending Delivery rows for every user in ``users``, inside the database.
+
+    One ``INSERT … SELECT`` per chunk of ``chunk_size`` users (keyset ranges of the user id):
+    a 10,000-user broadcast never becomes 10,000 Python objects. Existing rows are left
+    alone. Returns how many rows were inserted.
+    """
+    now = now or timezone.now()
+    connection = connections[Delivery.objects.db]
+    qn = connection.ops.quote_name
+    table = qn(Delivery._meta.db_table)
+    columns = ", ".join(qn(name) for name in ("notification_id", "user_id", "state", "created_at"))
+    verb, tail = (
+        ("INSERT OR IGNORE INTO", "")
+        if connection.vendor == "sqlite"
+        else ("INSERT INTO", " ON CONFLICT DO NOTHING")
+    )
+    users = users.order_by("pk")
+    inserted, last = 0, 0
+    with connection.cursor() as cursor:
+        while True:
+            boundary = (
+                users.filter(pk__gt=last).values_list("pk", flat=True)[chunk_size - 1 : chunk_size]
+            ).first()
+            chunk = users.filter(pk__gt=last)
+            if boundary is not None:
+                chunk = chunk.filter(pk__lte=boundary)
+            select_sql, select_params = chunk.values("pk").query.sql_with_params()
+            cursor.execute(
+                f"{verb} {table} ({columns}) "  # noqa: S608 - names quoted, values bound
+                f"SELECT %s, audience.{qn('pk')}, %s, %s FROM ({select_sql}) AS audience{tail}",
+                [notification_id, DeliveryState.PENDING, now, *select_params],
+            )
+            inserted += max(cursor.rowcount, 0)
+            if boundary is None:
+                return inserted
+            last = boundary
+
+
 def deliveries_record_pairs(pairs: Iterable[tuple[int, int]]) -> int:
     """Insert pending Delivery rows for (notification id, user id) pairs, idempotently."""
     now = timezone.now()
@@ -188,9 +229,9 @@ def _mark_read(rows: Any) -> None:
     rows.update(state=DeliveryState.READ, read_at=now)
 
 
-adeliveries_mark_delivered = database_sync_to_async(deliveries_mark_delivered)
-adeliveries_mark_read = database_sync_to_async(deliveries_mark_read)
-adeliveries_mark_all_read = database_sync_to_async(deliveries_mark_all_read)
+adeliveries_mark_delivered = db_async(deliveries_mark_delivered)
+adeliveries_mark_read = db_async(deliveries_mark_read)
+adeliveries_mark_all_read = db_async(deliveries_mark_all_read)
 
 
 # ---- the admin's actions ------------------------------------------------------------------
