@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from typing import Any
@@ -87,6 +88,10 @@ class NotificationConsumer(AsyncWebsocketConsumer):
         last_id = await alast_notification_id(self.user_id)
         await self.send_json(events.hello_frame(unread, last_id))
 
+    async def websocket_disconnect(self, message: dict[str, Any]) -> None:
+        self.closed = True
+        await super().websocket_disconnect(message)
+
     async def disconnect(self, code: int) -> None:
         self.closed = True
         for group in self.joined:
@@ -133,8 +138,12 @@ class NotificationConsumer(AsyncWebsocketConsumer):
             await handler(frame)
         except Exception:
             # A database hiccup must not kill the socket: say so, and let the client retry.
+            # (A socket the browser closed meanwhile needs no answer and no alarm.)
+            if self.closed:
+                return
             logger.exception("Handling a %s frame of user %s failed", frame.type, self.user_id)
-            await self.send_json(events.error_frame("server_error", "Try again shortly."))
+            with contextlib.suppress(Exception):
+                await self.send_json(events.error_frame("server_error", "Try again shortly."))
 
     async def on_ping(self, frame: ClientFrame) -> None:
         # Group memberships live in Redis: they expire, and a restarted Redis forgets them.
