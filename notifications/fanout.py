@@ -24,9 +24,12 @@ logger = logging.getLogger(__name__)
 
 # Sockets served between two yields to the event loop during one fan-out.
 YIELD_EVERY = 200
-# channels-redis forgets group members after group_expiry (a day by default) and a restarted
-# Redis forgets them at once: the hub re-adds its groups this often.
-REFRESH_SECONDS = 60.0
+# channels-redis forgets group members after group_expiry (a day by default): the hub re-adds
+# its groups this often. A restarted Redis forgets them at once, but it also breaks the hub's
+# receive, after which the hub re-adds them straight away.
+REFRESH_SECONDS = 600.0
+# group_add calls in flight at once during a refresh (a process may serve 10,000 groups).
+REFRESH_CONCURRENCY = 200
 # Back-off after the layer fails to receive (Redis down), doubling up to the ceiling.
 RETRY_MIN_SECONDS = 0.2
 RETRY_MAX_SECONDS = 5.0
@@ -50,6 +53,7 @@ class LocalHub:
         self.channel: str | None = None
         self.members: dict[str, set[Member]] = {}
         self._task: asyncio.Task[None] | None = None
+        self._refreshing: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         self.refreshed = time.monotonic()
 
@@ -79,15 +83,40 @@ class LocalHub:
             if not self.members:
                 await self._stop()
 
-    async def refresh(self, force: bool = False) -> None:
-        """Re-add every group this process serves (cheap ZADDs; idempotent)."""
+    async def refresh(self, force: bool = False, wait: bool = False) -> None:
+        """Re-add every group this process serves, in the background (idempotent ZADDs).
+
+        Never inline: re-adding 10,000 groups one after another held up every push for
+        seconds when it ran inside the receive loop.
+        """
         if not force and time.monotonic() - self.refreshed < REFRESH_SECONDS:
             return
-        self.refreshed = time.monotonic()
-        if self.channel is None:
+        if self._refreshing is not None and not self._refreshing.done():
+            if wait:
+                await self._refreshing
             return
-        for group in list(self.members):
-            await self.layer.group_add(group, self.channel)
+        self.refreshed = time.monotonic()
+        self._refreshing = asyncio.get_running_loop().create_task(self._refresh_all())
+        if wait:
+            await self._refreshing
+
+    async def _refresh_all(self) -> None:
+        channel = self.channel
+        groups = list(self.members)
+        if channel is None:
+            return
+        for start in range(0, len(groups), REFRESH_CONCURRENCY):
+            results = await asyncio.gather(
+                *(
+                    self.layer.group_add(group, channel)
+                    for group in groups[start : start + REFRESH_CONCURRENCY]
+                ),
+                return_exceptions=True,
+            )
+            failed = [result for result in results if isinstance(result, Exception)]
+            if failed:
+                logger.warning("Re-adding %d group(s) failed (%r)", len(failed), failed[0])
+                return
 
     async def _ensure_running(self) -> None:
         if self._task is not None and not self._task.done():
@@ -96,6 +125,9 @@ class LocalHub:
         self._task = asyncio.get_running_loop().create_task(self._receive_loop())
 
     async def _stop(self) -> None:
+        if self._refreshing is not None:
+            self._refreshing.cancel()
+            self._refreshing = None
         task, self._task = self._task, None
         self.channel = None
         if task is not None:

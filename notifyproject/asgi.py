@@ -8,12 +8,12 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "notifyproject.settings")
 # Django must be set up before anything imports models (the consumer does).
 django_asgi_app = get_asgi_application()
 
-from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
+from notifications.auth import SessionAuthMiddleware  # noqa: E402
 from notifications.routing import websocket_urlpatterns  # noqa: E402
 
 # `make run` is daphne alone: let it serve the static files too. In production a proxy or
@@ -26,7 +26,7 @@ application = ProtocolTypeRouter(
         # A handshake whose Origin is missing, "null" or not in ALLOWED_HOSTS is refused
         # before accept: another site's page cannot open a socket with our user's cookie.
         "websocket": AllowedHostsOriginValidator(
-            AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
+            SessionAuthMiddleware(URLRouter(websocket_urlpatterns))
         ),
     }
 )

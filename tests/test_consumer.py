@@ -291,6 +291,11 @@ async def test_a_socket_rejoins_its_groups_after_redis_forgot_them(monkeypatch):
         await connection.delete(layer._group_key(group))
     await communicator.send_json_to({"type": "ping"})
     await receive_type(communicator, "pong")
+    for _ in range(100):  # the ping started a refresh in the background
+        async with layer.connection(layer.consistent_hash(group)) as connection:
+            if await connection.zcard(layer._group_key(group)):
+                break
+        await asyncio.sleep(0.05)
     payload = events.serialize_notification(
         await sync_to_async(Notification)(pk=3, title="back", created_at=_now())
     )

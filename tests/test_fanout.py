@@ -96,7 +96,7 @@ async def test_refresh_restores_memberships_redis_forgot():
     await hub.join(group, socket)
     async with layer.connection(layer.consistent_hash(group)) as connection:
         await connection.delete(layer._group_key(group))
-    await hub.refresh(force=True)
+    await hub.refresh(force=True, wait=True)
     await layer.group_send(group, events.layer_read_event([4], 0, group))
     await wait_for(lambda: socket.frames)
     assert socket.frames == ['{"type":"read","ids":[4],"unread":0}']
