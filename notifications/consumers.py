@@ -149,8 +149,11 @@ class NotificationConsumer(AsyncWebsocketConsumer):
         # Group memberships live in Redis: they expire, and a restarted Redis forgets them.
         # The process re-adds its groups now and then, pings being a convenient clock.
         await self.hub.refresh()
+        # Count first: a delivery committing in between then shows up as a last_id the
+        # client does not know (it syncs), never as a count it cannot explain.
+        unread = await aunread_count(self.user_id)
         last_id = await alast_notification_id(self.user_id)
-        await self.send_json(events.pong_frame(last_id, await aunread_count(self.user_id)))
+        await self.send_json(events.pong_frame(last_id, unread))
 
     async def on_ack(self, frame: ClientFrame) -> None:
         await adeliveries_mark_delivered(self.user_id, frame.ids)

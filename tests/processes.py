@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -148,6 +150,7 @@ def start_listener(env: dict[str, str], *extra_args: str, wait: bool = True) -> 
 def start_redis(port: int) -> Process:
     """Start a private redis-server on ``port``, keeping nothing on disk."""
     workdir = tempfile.mkdtemp(prefix="notifyproject-redis-")
+    atexit.register(shutil.rmtree, workdir, ignore_errors=True)
     proc = spawn(
         "redis-server",
         [

@@ -68,6 +68,7 @@ def notification_bell(context: dict[str, Any]) -> dict[str, Any]:
         "read_url": reverse("notifications:api-read"),
         "login_url": f"{resolve_url(settings.LOGIN_URL)}?{next_query}",
         "ping_every_ms": int(conf.get().BELL_PING_INTERVAL * 1000),
+        "max_sync": conf.get().MAX_SYNC,
         "ws_path": "/ws/notifications/",
         "strings": script_strings(),
     }

@@ -51,7 +51,11 @@
   var DESKTOP_KEY = "notifyproject.bell.desktop";
 
   var items = new Map();          // id -> serialized notification
-  var lastId = null;              // the last id the server delivered to us, in its order: the sync cursor
+  // The sync cursor: the last id of the last `missed` answer (the server's dispatch order).
+  // Only sync answers move it — a push that arrives after a lost one must not carry the
+  // cursor past the hole.
+  var lastId = null;
+  var MAX_SYNC = Number(root.getAttribute("data-max-sync")) || 200;
   var unread = Number(badge.getAttribute("data-unread-count")) || 0;
   var loaded = false;             // the first list has arrived
   var socket = null;
@@ -496,7 +500,6 @@
       }
       case "notification": {
         var n = msg.notification;
-        lastId = n.id;
         if (remember(n)) {
           ack([n.id]);
           render();
@@ -509,12 +512,15 @@
         var first = !loaded;
         var list = msg.notifications || [];
         if (list.length) lastId = list[list.length - 1].id;  // oldest first: the last is newest
+        else if (lastId === null) lastId = 0;  // nothing yet: later syncs read from the start
         var fresh = list.filter(remember);
         ack(fresh.map(function (n) { return n.id; }));
         loaded = true;
         render();
         // The first list of a page is history, not news: no toasts for it.
         if (!first) arrived(fresh, counted);
+        // A full answer may not be all of it: ask for the rest.
+        if (list.length >= MAX_SYNC) sync(true);
         break;
       }
       case "read":
@@ -526,7 +532,7 @@
         // to us and our unread count: if we never got that one, a push was lost — sync
         // (its items are already in this count, so they add nothing).
         if (typeof msg.unread === "number") setUnread(msg.unread);
-        if (msg.last_id != null && !items.has(msg.last_id)) sync(true);
+        if (msg.last_id != null && msg.last_id !== lastId) sync(true);
         break;
       case "error":
         if (window.console) console.warn("notifications:", msg.code, msg.detail);
