@@ -147,26 +147,28 @@ def start_listener(env: dict[str, str], *extra_args: str, wait: bool = True) -> 
     return proc
 
 
-def start_redis(port: int) -> Process:
-    """Start a private redis-server on ``port``, keeping nothing on disk."""
+def start_redis(port: int, *extra: str, tls: bool = False) -> Process:
+    """Start a private redis-server on ``port``, keeping nothing on disk.
+
+    ``extra`` are more redis-server options (e.g. ``--requirepass``); with ``tls`` the port
+    is the TLS port and the plain one is off (pass the certificate options in ``extra``).
+    """
     workdir = tempfile.mkdtemp(prefix="notifyproject-redis-")
     atexit.register(shutil.rmtree, workdir, ignore_errors=True)
-    proc = spawn(
+    ports = ["--port", "0", "--tls-port", str(port)] if tls else ["--port", str(port)]
+    args = [
         "redis-server",
-        [
-            "redis-server",
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            workdir,
-        ],
-        dict(os.environ),
-    )
+        *ports,
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        workdir,
+        *extra,
+    ]
+    proc = spawn("redis-server", args, dict(os.environ))
     wait_for_port(port)
     return proc

@@ -57,25 +57,8 @@ async def deliver_through(url: str, env: dict[str, str], options: dict) -> None:
 
 async def test_password_protected_redis(live_env):
     port = processes.free_port()
-    redis_proc = processes.spawn(
-        "redis-server",
-        [
-            "redis-server",
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--requirepass",
-            PASSWORD,
-        ],
-        {},
-    )
+    redis_proc = await sync_to_async(processes.start_redis)(port, "--requirepass", PASSWORD)
     try:
-        await sync_to_async(processes.wait_for_port)(port)
         url = f"redis://:{PASSWORD.replace('!', '%21')}@127.0.0.1:{port}/0"
         await deliver_through(url, live_env, {})
     finally:
@@ -113,33 +96,13 @@ def tls_files():
 async def test_redis_over_tls(live_env, tls_files):
     port = processes.free_port()
     cert, key = str(tls_files / "cert.pem"), str(tls_files / "key.pem")
-    redis_proc = processes.spawn(
-        "redis-server",
-        [
-            "redis-server",
-            "--port",
-            "0",
-            "--tls-port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--tls-cert-file",
-            cert,
-            "--tls-key-file",
-            key,
-            "--tls-ca-cert-file",
-            cert,
-            "--tls-auth-clients",
-            "no",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ],
-        {},
+    redis_proc = await sync_to_async(processes.start_redis)(
+        port,
+        *("--tls-cert-file", cert, "--tls-key-file", key, "--tls-ca-cert-file", cert),
+        *("--tls-auth-clients", "no"),
+        tls=True,
     )
     try:
-        await sync_to_async(processes.wait_for_port)(port)
         url = f"rediss://127.0.0.1:{port}/0"
         await deliver_through(url, {**live_env, "REDIS_TLS_CA_FILE": cert}, {"ssl_ca_certs": cert})
     finally:
