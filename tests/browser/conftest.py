@@ -33,7 +33,13 @@ from playwright.sync_api import (
 from tests.factories import PASSWORD
 
 ROOT = Path(__file__).resolve().parents[2]
-SCREENSHOTS = ROOT / "docs" / "screenshots"
+# The README's pictures are refreshed only on request (UPDATE_SCREENSHOTS=1 make test), so
+# an ordinary run leaves the work tree clean; otherwise they go to test-artifacts/.
+SCREENSHOTS = (
+    ROOT / "docs" / "screenshots"
+    if os.environ.get("UPDATE_SCREENSHOTS") == "1"
+    else ROOT / "test-artifacts" / "screenshots"
+)
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 LAUNCH_ARGS = [
     "--no-sandbox",
