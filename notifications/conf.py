@@ -32,6 +32,9 @@ DEFAULTS: dict[str, Any] = {
     "PUBLISH_TIMEOUT": 1.0,
     # Most notifications the bell asks for on sync, and the page size cap of the API.
     "MAX_SYNC": 200,
+    # A sync's cursor never passes a Delivery row younger than this: it must exceed the
+    # longest dispatch transaction, so no row can still appear below the cursor.
+    "SYNC_SETTLE_SECONDS": 30.0,
     # Largest list of ids a client frame may carry.
     "MAX_IDS": 500,
     # Largest client frame in bytes; bigger closes the socket with 4413.
@@ -71,6 +74,7 @@ class NotificationSettings:
     PUBLISH_BACKOFF: float
     PUBLISH_TIMEOUT: float
     MAX_SYNC: int
+    SYNC_SETTLE_SECONDS: float
     MAX_IDS: int
     MAX_FRAME_BYTES: int
     RATE_LIMIT_PER_SECOND: float

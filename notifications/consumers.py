@@ -173,7 +173,7 @@ class NotificationConsumer(AsyncWebsocketConsumer):
 
     async def on_sync(self, frame: ClientFrame) -> None:
         missed = await amissed_since(self.user_id, frame.since)
-        await self.send_json(events.missed_frame(missed))
+        await self.send_json(events.missed_frame(missed.notifications, missed.cursor))
 
     # ---- channel layer → client (called by the process's LocalHub) ---------------------
 

@@ -111,8 +111,11 @@ def notification_frame(notification: SerializedNotification) -> dict[str, Any]:
     return {"type": "notification", "notification": notification}
 
 
-def missed_frame(notifications: list[SerializedNotification]) -> dict[str, Any]:
-    return {"type": "missed", "notifications": notifications}
+def missed_frame(
+    notifications: list[SerializedNotification], cursor: int | None = None
+) -> dict[str, Any]:
+    """Answer a sync; ``cursor`` is the ``since`` for the next one (it may lag the list)."""
+    return {"type": "missed", "notifications": notifications, "cursor": cursor}
 
 
 def read_frame(ids: list[int], unread: int) -> dict[str, Any]:

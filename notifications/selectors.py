@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
+from django.utils import timezone
 
 from notifications import conf
 from notifications.asyncdb import db_async
@@ -74,25 +76,51 @@ def notification_page(
     )
 
 
-def missed_since(user: AbstractBaseUser | Any, since: int | None) -> list[SerializedNotification]:
+@dataclass(frozen=True)
+class Missed:
+    """A sync answer: notifications in dispatch order, and where the next sync starts."""
+
+    notifications: list[SerializedNotification]
+    cursor: int | None
+
+
+def missed_since(user: AbstractBaseUser | Any, since: int | None) -> Missed:
     """Return what the user got after notification ``since``, in dispatch order (capped).
 
-    The cursor is the user's Delivery row for ``since``: everything dispatched to them after
-    it comes back, including scheduled notifications whose ids are older. With ``since``
-    None (a fresh page) it returns the last MAX_SYNC dispatched, oldest first. An unknown
-    ``since`` (not the user's, or deleted) falls back to notification ids after it.
+    The position is the user's Delivery row for ``since``: everything dispatched to them
+    after it comes back, including scheduled notifications whose ids are older. With
+    ``since`` None (a fresh page) it returns the last MAX_SYNC dispatched, oldest first. An
+    unknown ``since`` (not the user's, or deleted) falls back to notification ids after it.
+
+    The returned ``cursor`` stops before the first row younger than SYNC_SETTLE_SECONDS:
+    Delivery ids are handed out at insert but become visible at commit, so with several
+    dispatch transactions in flight a row may still appear *below* a fresh one. Young rows
+    come back again on the next sync (the client de-duplicates) until they have settled.
     """
-    limit = conf.get().MAX_SYNC
+    settings = conf.get()
+    limit = settings.MAX_SYNC
     rows = _user_rows(user)
     if since is None:
         batch = list(rows.order_by("-id")[:limit])
         batch.reverse()
-        return [_serialize(delivery) for delivery in batch]
-    cursor = (
-        Delivery.objects.filter(user=user, notification_id=since).values_list("id", flat=True)
-    ).first()
-    after = rows.filter(id__gt=cursor) if cursor else rows.filter(notification_id__gt=since)
-    return [_serialize(delivery) for delivery in after.order_by("id")[:limit]]
+        # Nothing settled on a short first page: the next sync reads from the start.
+        start: int | None = 0 if len(batch) < limit else None
+    else:
+        position = (
+            Delivery.objects.filter(user=user, notification_id=since)
+            .values_list("id", flat=True)
+            .first()
+        )
+        after = rows.filter(id__gt=position) if position else rows.filter(notification_id__gt=since)
+        batch = list(after.order_by("id")[:limit])
+        start = since
+    settled_before = timezone.now() - timedelta(seconds=settings.SYNC_SETTLE_SECONDS)
+    cursor = start
+    for delivery in batch:
+        if delivery.created_at > settled_before:
+            break
+        cursor = delivery.notification_id
+    return Missed([_serialize(delivery) for delivery in batch], cursor)
 
 
 aunread_count = db_async(unread_count)

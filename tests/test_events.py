@@ -258,7 +258,8 @@ def test_server_frames() -> None:
         "code": "invalid_json",
         "detail": "x",
     }
-    assert events.missed_frame([]) == {"type": "missed", "notifications": []}
+    assert events.missed_frame([]) == {"type": "missed", "notifications": [], "cursor": None}
+    assert events.missed_frame([], 7)["cursor"] == 7
 
 
 def test_layer_event_types_map_to_consumer_handlers() -> None:

@@ -511,8 +511,12 @@
         var counted = syncQueue.length ? syncQueue.shift() : true;
         var first = !loaded;
         var list = msg.notifications || [];
-        if (list.length) lastId = list[list.length - 1].id;  // oldest first: the last is newest
-        else if (lastId === null) lastId = 0;  // nothing yet: later syncs read from the start
+        // The server says where the next sync starts: it stays behind rows too young to be
+        // sure nothing can still appear below them (they come again; de-duplicated by id).
+        var before = lastId;
+        if ("cursor" in msg) { if (msg.cursor !== null) lastId = msg.cursor; }
+        else if (list.length) lastId = list[list.length - 1].id;
+        else if (lastId === null) lastId = 0;
         var fresh = list.filter(remember);
         ack(fresh.map(function (n) { return n.id; }));
         loaded = true;
@@ -520,7 +524,7 @@
         // The first list of a page is history, not news: no toasts for it.
         if (!first) arrived(fresh, counted);
         // A full answer may not be all of it: ask for the rest.
-        if (list.length >= MAX_SYNC) sync(true);
+        if (list.length >= MAX_SYNC && lastId !== before) sync(true);
         break;
       }
       case "read":
@@ -532,7 +536,7 @@
         // to us and our unread count: if we never got that one, a push was lost — sync
         // (its items are already in this count, so they add nothing).
         if (typeof msg.unread === "number") setUnread(msg.unread);
-        if (msg.last_id != null && msg.last_id !== lastId) sync(true);
+        if (msg.last_id != null && msg.last_id !== lastId && !syncQueue.length) sync(true);
         break;
       case "error":
         if (window.console) console.warn("notifications:", msg.code, msg.detail);
