@@ -1,5 +1,6 @@
 """ASGI entry point: Django for HTTP; origin-checked, session-authenticated WebSockets."""
 
+import gc
 import os
 
 from django.core.asgi import get_asgi_application
@@ -30,3 +31,12 @@ application = ProtocolTypeRouter(
         ),
     }
 )
+
+# A full (generation 2) garbage collection scans every live object, and a daphne process with
+# thousands of sockets holds millions: each one stalled every push for 300-600 ms (measured
+# with 5,000 sockets: P1 p99 416 ms before, 66 ms after). What start-up created lives forever
+# anyway, so freeze it out of the collector's way, and run full collections ten times less
+# often; cyclic garbage from closed sockets is still collected, just in fewer, later passes.
+gc.collect()
+gc.freeze()
+gc.set_threshold(700, 10, 100)
