@@ -35,6 +35,14 @@ from tests import processes
 from tests.conftest import session_cookie
 from tests.faults.client import BellClient, ClientLoop
 
+# Every fault test starts real processes, takes seconds, and needs committed rows that
+# other processes can see.
+FAULT_TEST = [
+    pytest.mark.live,
+    pytest.mark.slow,
+    pytest.mark.faults,
+    pytest.mark.django_db(transaction=True),
+]
 SMALL_CAPACITY_SETTINGS = "tests.faults.small_capacity_settings"
 DISPATCHED_LINE = re.compile(r"Dispatched notification (\d+) ")
 

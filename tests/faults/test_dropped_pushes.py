@@ -8,12 +8,12 @@ once, with the badge equal to the database's unread count.
 
 from __future__ import annotations
 
-import pytest
 from django.db import transaction
 
 from notifications.selectors import unread_count
 from notifications.services import notify
 from tests.faults.conftest import (
+    FAULT_TEST,
     SMALL_CAPACITY_SETTINGS,
     Stack,
     delivered_ids,
@@ -22,12 +22,7 @@ from tests.faults.conftest import (
     wait_until,
 )
 
-pytestmark = [
-    pytest.mark.live,
-    pytest.mark.slow,
-    pytest.mark.faults,
-    pytest.mark.django_db(transaction=True),
-]
+pytestmark = FAULT_TEST
 
 TABS = 3
 BURST = 300  # well over the capacity of 20, and over MAX_SYNC (200): the tabs page through it

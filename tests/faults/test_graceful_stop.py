@@ -11,12 +11,12 @@ import subprocess
 import time
 from collections.abc import Callable
 
-import pytest
 from django.contrib.auth.models import Group
 from django.db.models import Count
 
 from notifications.models import Notification
 from tests.faults.conftest import (
+    FAULT_TEST,
     Creator,
     Spec,
     Stack,
@@ -25,12 +25,7 @@ from tests.faults.conftest import (
     wait_until,
 )
 
-pytestmark = [
-    pytest.mark.live,
-    pytest.mark.slow,
-    pytest.mark.faults,
-    pytest.mark.django_db(transaction=True),
-]
+pytestmark = FAULT_TEST
 
 NOTIFICATIONS = 600
 RATE = 100.0

@@ -21,6 +21,7 @@ from django.db.models import Count, Max
 from notifications.models import Delivery, Notification
 from notifications.selectors import last_notification_id
 from tests.faults.conftest import (
+    FAULT_TEST,
     Creator,
     Spec,
     Stack,
@@ -31,12 +32,7 @@ from tests.faults.conftest import (
 )
 from tests.processes import ROOT
 
-pytestmark = [
-    pytest.mark.live,
-    pytest.mark.slow,
-    pytest.mark.faults,
-    pytest.mark.django_db(transaction=True),
-]
+pytestmark = FAULT_TEST
 
 USERS = 200
 CLIENTS = 20

@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import pytest
 from django.contrib.auth.models import Group
 
 from notifications.models import Delivery, Notification
 from notifications.services import broadcast, notify
-from tests.faults.conftest import Stack, make_users, undispatched, wait_until
+from tests.faults.conftest import FAULT_TEST, Stack, make_users, undispatched, wait_until
 
-pytestmark = [
-    pytest.mark.live,
-    pytest.mark.slow,
-    pytest.mark.faults,
-    pytest.mark.django_db(transaction=True),
-]
+pytestmark = FAULT_TEST
 
 
 def test_notifications_saved_while_no_listener_runs_are_dispatched_when_one_starts(

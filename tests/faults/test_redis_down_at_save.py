@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import time
 
-import pytest
 from django.contrib import messages
 from django.contrib.messages import get_messages
 from django.test import Client
@@ -17,14 +16,9 @@ from notifications import conf
 from notifications.models import Audience, Delivery, Level, Notification
 from notifications.services import notify
 from tests.factories import UserFactory
-from tests.faults.conftest import Stack, make_users, wait_until
+from tests.faults.conftest import FAULT_TEST, Stack, make_users, wait_until
 
-pytestmark = [
-    pytest.mark.live,
-    pytest.mark.slow,
-    pytest.mark.faults,
-    pytest.mark.django_db(transaction=True),
-]
+pytestmark = FAULT_TEST
 
 ADD = "/admin/notifications/notification/add/"
 CHANGELIST = "/admin/notifications/notification/"

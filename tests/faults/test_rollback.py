@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import time
 
-import pytest
 from django.db import transaction
 
 from notifications import conf
@@ -18,6 +17,7 @@ from notifications.events import parse_pubsub_message
 from notifications.models import Delivery, Notification
 from notifications.services import broadcast, notify
 from tests.faults.conftest import (
+    FAULT_TEST,
     Stack,
     delivered_ids,
     make_users,
@@ -26,12 +26,7 @@ from tests.faults.conftest import (
     wait_until,
 )
 
-pytestmark = [
-    pytest.mark.live,
-    pytest.mark.slow,
-    pytest.mark.faults,
-    pytest.mark.django_db(transaction=True),
-]
+pytestmark = FAULT_TEST
 
 ROUNDS = 15
 

@@ -8,18 +8,18 @@ from __future__ import annotations
 
 from collections import Counter
 
-import pytest
-
 from notifications.models import Delivery
 from notifications.services import broadcast, notify
-from tests.faults.conftest import Stack, delivered_ids, make_users, undispatched, wait_until
+from tests.faults.conftest import (
+    FAULT_TEST,
+    Stack,
+    delivered_ids,
+    make_users,
+    undispatched,
+    wait_until,
+)
 
-pytestmark = [
-    pytest.mark.live,
-    pytest.mark.slow,
-    pytest.mark.faults,
-    pytest.mark.django_db(transaction=True),
-]
+pytestmark = FAULT_TEST
 
 PER_ROUND = 200
 

@@ -15,14 +15,16 @@ import pytest
 from notifications import conf
 from notifications.models import Delivery
 from notifications.services import notify
-from tests.faults.conftest import Stack, delivered_ids, make_users, undispatched, wait_until
+from tests.faults.conftest import (
+    FAULT_TEST,
+    Stack,
+    delivered_ids,
+    make_users,
+    undispatched,
+    wait_until,
+)
 
-pytestmark = [
-    pytest.mark.live,
-    pytest.mark.slow,
-    pytest.mark.faults,
-    pytest.mark.django_db(transaction=True),
-]
+pytestmark = FAULT_TEST
 
 
 @pytest.mark.timeout(150)

@@ -10,10 +10,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-import pytest
-
 from notifications.models import Delivery
 from tests.faults.conftest import (
+    FAULT_TEST,
     Creator,
     Spec,
     Stack,
@@ -23,12 +22,7 @@ from tests.faults.conftest import (
     wait_until,
 )
 
-pytestmark = [
-    pytest.mark.live,
-    pytest.mark.slow,
-    pytest.mark.faults,
-    pytest.mark.django_db(transaction=True),
-]
+pytestmark = FAULT_TEST
 
 NOTIFICATIONS = 500
 RATE = 80.0
