@@ -15,7 +15,7 @@ from notifications.asyncdb import db_async
 from notifications.dispatch import apush_read
 from notifications.events import ClientFrame, FrameError
 from notifications.fanout import LocalHub, encode_frame, get_hub
-from notifications.selectors import alast_notification_id, amissed_since, aunread_count
+from notifications.selectors import abadge_state, amissed_since
 from notifications.services import (
     adeliveries_mark_all_read,
     adeliveries_mark_delivered,
@@ -84,8 +84,7 @@ class NotificationConsumer(AsyncWebsocketConsumer):
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
         await self.accept()
-        unread = await aunread_count(self.user_id)
-        last_id = await alast_notification_id(self.user_id)
+        unread, last_id = await abadge_state(self.user_id)
         await self.send_json(events.hello_frame(unread, last_id))
 
     async def websocket_disconnect(self, message: dict[str, Any]) -> None:
@@ -149,10 +148,7 @@ class NotificationConsumer(AsyncWebsocketConsumer):
         # Group memberships live in Redis: they expire, and a restarted Redis forgets them.
         # The process re-adds its groups now and then, pings being a convenient clock.
         await self.hub.refresh()
-        # Count first: a delivery committing in between then shows up as a last_id the
-        # client does not know (it syncs), never as a count it cannot explain.
-        unread = await aunread_count(self.user_id)
-        last_id = await alast_notification_id(self.user_id)
+        unread, last_id = await abadge_state(self.user_id)
         await self.send_json(events.pong_frame(last_id, unread))
 
     async def on_ack(self, frame: ClientFrame) -> None:

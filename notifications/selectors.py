@@ -123,8 +123,16 @@ def missed_since(user: AbstractBaseUser | Any, since: int | None) -> Missed:
     return Missed([_serialize(delivery) for delivery in batch], cursor)
 
 
-aunread_count = db_async(unread_count)
-alast_notification_id = db_async(last_notification_id)
+def badge_state(user: AbstractBaseUser | Any) -> tuple[int, int | None]:
+    """Return (unread count, last delivered id) for hello and pong, counted first.
+
+    Counting first means a delivery committing in between shows up as a last_id the client
+    does not know (so it syncs), never as a count it cannot explain.
+    """
+    return unread_count(user), last_notification_id(user)
+
+
+abadge_state = db_async(badge_state)
 amissed_since = db_async(missed_since)
 anotification_page = db_async(notification_page)
 
