@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from asgiref.sync import async_to_sync
 from channels.layers import BaseChannelLayer, get_channel_layer
@@ -21,6 +19,7 @@ from django.db.models import Min
 from django.utils import timezone
 
 from notifications import conf
+from notifications.audience import audience_queryset
 from notifications.events import (
     GROUP_ALL,
     GROUP_STAFF,
@@ -34,7 +33,7 @@ from notifications.events import (
     session_group,
     user_group,
 )
-from notifications.models import Audience, Notification
+from notifications.models import Audience, Delivery, Notification
 from notifications.services import (
     ReadResult,
     deliveries_record_audience,
@@ -55,34 +54,6 @@ class Dispatched:
     expired: bool = False
     elapsed_ms: float = 0.0
     audience: str = ""
-
-
-def audience_queryset(notification: Notification) -> Any:
-    """Return the active users the notification is meant for."""
-    users = get_user_model().objects.filter(is_active=True)
-    if notification.audience == Audience.USER:
-        return users.filter(pk=notification.recipient_id)
-    if notification.audience == Audience.GROUP:
-        return users.filter(groups=notification.group_id)
-    if notification.audience == Audience.STAFF:
-        return users.filter(is_staff=True)
-    if notification.audience == Audience.ALL:
-        return users
-    raise ValueError(f"unknown audience {notification.audience!r}")
-
-
-def audience_user_ids(notification: Notification, chunk_size: int) -> Iterator[list[int]]:
-    """Yield the audience's user ids in ascending chunks (keyset pagination, no OFFSET)."""
-    users = audience_queryset(notification).order_by("pk")
-    last = 0
-    while True:
-        chunk = list(users.filter(pk__gt=last).values_list("pk", flat=True)[:chunk_size])
-        if not chunk:
-            return
-        yield chunk
-        last = chunk[-1]
-        if len(chunk) < chunk_size:
-            return
 
 
 def fan_out_groups(notification: Notification) -> list[str]:
@@ -119,7 +90,9 @@ def dispatch_notification(notification_id: int, now: datetime | None = None) -> 
             count = deliveries_record_audience(
                 notification.pk, audience_queryset(notification), chunk_size, now
             )
-        Notification.objects.filter(pk=notification.pk).update(recipient_count=count)
+        Notification.objects.filter(pk=notification.pk).update(
+            recipient_count=count, recorded_at=now
+        )
     return Dispatched(
         id=notification.pk,
         notification=serialize_notification(notification),
@@ -196,7 +169,9 @@ def _dispatch_single_user_batch(ids: list[int], now: datetime) -> list[Dispatche
         )
         if not rows:
             return []
-        Notification.objects.filter(pk__in=[row.pk for row in rows]).update(dispatched_at=now)
+        Notification.objects.filter(pk__in=[row.pk for row in rows]).update(
+            dispatched_at=now, recorded_at=now
+        )
         active = set(
             get_user_model()
             .objects.filter(pk__in={row.recipient_id for row in rows}, is_active=True)
@@ -226,6 +201,73 @@ def _dispatch_single_user_batch(ids: list[int], now: datetime) -> list[Dispatche
         )
         for row in rows
     ]
+
+
+def claim_broadcast(notification_id: int, now: datetime | None = None) -> Dispatched | None:
+    """Claim a group, staff or all notification so it can be pushed before it is recorded.
+
+    One short transaction: the conditional UPDATE that makes this process the only one to
+    push it. Its Delivery rows are written next, by ``record_broadcast``: persisting 10,000
+    rows takes longer than pushing to 5,000 sockets, and no socket should wait for the
+    rows of the others. An expired notification is claimed, recorded empty and not pushed.
+    """
+    started = time.perf_counter()
+    now = now or timezone.now()
+    with transaction.atomic():
+        claimed = Notification.objects.due(now).filter(pk=notification_id).update(dispatched_at=now)
+        if not claimed:
+            return None
+        notification = Notification.objects.get(pk=notification_id)
+        expired = notification.expires_at is not None and notification.expires_at <= now
+        if expired:
+            Notification.objects.filter(pk=notification_id).update(recorded_at=now)
+    return Dispatched(
+        id=notification.pk,
+        notification=serialize_notification(notification),
+        groups=[] if expired else fan_out_groups(notification),
+        recipient_count=0,
+        expired=expired,
+        elapsed_ms=(time.perf_counter() - started) * 1000,
+        audience=notification.audience,
+    )
+
+
+def record_broadcast(notification_id: int, now: datetime | None = None) -> int | None:
+    """Write the Delivery rows of a claimed notification; return its recipient count.
+
+    Returns None when there is nothing to record: not claimed yet, already recorded, gone,
+    or being recorded by another listener right now (PostgreSQL: the row lock is skipped;
+    SQLite serialises writers anyway). Idempotent: rows that exist (an ack or read in the
+    window before recording writes its own) are left alone and counted. A crash rolls the
+    whole recording back, and the sweep records it again.
+    """
+    now = now or timezone.now()
+    with transaction.atomic():
+        notification = (
+            Notification.objects.unrecorded()
+            .select_for_update(skip_locked=True)
+            .filter(pk=notification_id)
+            .first()
+        )
+        if notification is None:
+            return None
+        count = 0
+        if not (notification.expires_at is not None and notification.expires_at <= now):
+            existing = Delivery.objects.filter(notification_id=notification_id).count()
+            count = existing + deliveries_record_audience(
+                notification_id, audience_queryset(notification), conf.get().CHUNK_SIZE, now
+            )
+        Notification.objects.filter(pk=notification_id).update(
+            recipient_count=count, recorded_at=now
+        )
+    return count
+
+
+def unrecorded_notification_ids(limit: int = 500) -> list[int]:
+    """Return dispatched notifications whose rows are not written yet, oldest first."""
+    return list(
+        Notification.objects.unrecorded().order_by("id").values_list("id", flat=True)[:limit]
+    )
 
 
 def due_notification_ids(limit: int = 500) -> list[int]:

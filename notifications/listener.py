@@ -21,10 +21,12 @@ from notifications import conf, heartbeat
 from notifications.dispatch import (
     Dispatched,
     afan_out,
-    dispatch_many,
+    claim_broadcast,
     dispatch_one_user_batch,
     due_notification_ids,
     next_scheduled_at,
+    record_broadcast,
+    unrecorded_notification_ids,
 )
 from notifications.events import EventError, parse_pubsub_message
 
@@ -281,14 +283,49 @@ class NotificationListener:
         task.add_done_callback(lambda _task: self._broadcasts.pop(notification_id, None))
 
     async def _broadcast(self, notification_id: int) -> None:
+        """Claim, push, then record: the sockets do not wait for 10,000 rows to be written.
+
+        A thread of its own (and so a database connection of its own) keeps the main loop's
+        database thread free for the one-user notifications. A crash between push and
+        record leaves the notification unrecorded; the next sweep (any listener's) records
+        it without pushing again.
+        """
         assert self._broadcast_slot is not None  # noqa: S101
         async with self._broadcast_slot:
-            # A thread of its own (and so a database connection of its own): the main
-            # loop's database thread stays free for the one-user notifications.
-            results = await database_sync_to_async(dispatch_many, thread_sensitive=False)(
-                [notification_id]
+            try:
+                claimed = await database_sync_to_async(claim_broadcast, thread_sensitive=False)(
+                    notification_id
+                )
+            except Exception:
+                logger.exception(
+                    "Claiming notification %s failed; the sweep will retry it", notification_id
+                )
+                return
+            if claimed is None:
+                return
+            await self._push([claimed])
+            await self._record(notification_id, claimed)
+        self._log(claimed)
+        if self.on_dispatched:
+            self.on_dispatched(claimed)
+        self.dispatched_total += 1
+
+    async def _record(self, notification_id: int, claimed: Dispatched | None = None) -> None:
+        started = time.perf_counter()
+        try:
+            count = await database_sync_to_async(record_broadcast, thread_sensitive=False)(
+                notification_id
             )
-        await self._finish(results)
+        except Exception:
+            logger.exception(
+                "Recording notification %s failed; the sweep will retry it", notification_id
+            )
+            return
+        if claimed is not None and count is not None:
+            claimed.recipient_count = count
+            claimed.elapsed_ms += (time.perf_counter() - started) * 1000
+        elif count is not None:
+            logger.info("Recorded notification %s for %d recipient(s)", notification_id, count)
 
     async def _await_broadcasts(self) -> None:
         """Let broadcasts in flight finish: a stop never leaves one half-pushed."""
@@ -322,10 +359,21 @@ class NotificationListener:
                 total += await self.handle_ids(ids)
                 if len(ids) < BATCH_SIZE:
                     break
+            await self._record_leftovers()
             await self._plan_next_scheduled()
         except Exception:
             logger.exception("Sweep failed; retrying in %.0f s", self.settings.SWEEP_INTERVAL)
         return total
+
+    async def _record_leftovers(self) -> None:
+        """Record broadcasts that were pushed but never recorded (their listener died)."""
+        ids = await database_sync_to_async(unrecorded_notification_ids)(BATCH_SIZE)
+        for notification_id in ids:
+            if notification_id in self._broadcasts or (self.stopping and not self.once):
+                continue
+            logger.info("Sweep records notification %s, pushed but not recorded", notification_id)
+            async with self._broadcast_slot or contextlib.nullcontext():
+                await self._record(notification_id)
 
     async def _plan_next_scheduled(self) -> None:
         when = await database_sync_to_async(next_scheduled_at)()

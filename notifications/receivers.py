@@ -9,12 +9,12 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.contrib.auth.signals import user_logged_out
 from django.db import transaction
-from django.db.models.signals import m2m_changed, post_save
+from django.db.models.signals import m2m_changed, post_save, pre_delete
 from django.utils.translation import gettext as _
 
 from notifications import conf
 from notifications.dispatch import push_logout, push_membership_changed
-from notifications.models import Level
+from notifications.models import Level, Notification
 from notifications.services import notify
 
 logger = logging.getLogger(__name__)
@@ -97,11 +97,26 @@ def close_sockets_on_logout(sender: Any, request: Any, user: Any, **kwargs: Any)
         logger.warning("Could not close the sockets of a logged-out session (%s)", exc)
 
 
+def lock_notification_before_delete(sender: Any, instance: Notification, **kwargs: Any) -> None:
+    """Wait for a dispatch of this notification in flight before its rows are deleted.
+
+    Delivery has no database foreign key (see the model), so nothing else would stop a
+    dispatch from committing rows just after the cascade deleted the ones it could see.
+    Django sends pre_delete inside the deletion's transaction, before the cascade.
+    """
+    list(Notification.objects.select_for_update().filter(pk=instance.pk).values_list("pk"))
+
+
 def connect() -> None:
     """Connect the receivers (called from AppConfig.ready)."""
     user_model = get_user_model()
     post_save.connect(
         welcome_new_user, sender=user_model, dispatch_uid="notifications.welcome_new_user"
+    )
+    pre_delete.connect(
+        lock_notification_before_delete,
+        sender=Notification,
+        dispatch_uid="notifications.lock_notification_before_delete",
     )
     user_logged_out.connect(
         close_sockets_on_logout, dispatch_uid="notifications.close_sockets_on_logout"

@@ -11,7 +11,9 @@ from django.contrib.auth.models import AbstractBaseUser, Group
 from django.db import connections, transaction
 from django.utils import timezone
 
+from notifications import conf
 from notifications.asyncdb import db_async
+from notifications.audience import audience_queryset
 from notifications.models import (
     UNREAD_STATES,
     Audience,
@@ -184,9 +186,32 @@ def deliveries_mark_delivered(user: AbstractBaseUser | Any, ids: Iterable[int]) 
     ids = _unique_ids(ids)
     if not ids:
         return 0
-    return Delivery.objects.filter(
-        user=user, notification_id__in=ids, state=DeliveryState.PENDING
-    ).update(state=DeliveryState.DELIVERED, delivered_at=timezone.now())
+    rows = Delivery.objects.filter(user=user, notification_id__in=ids, state=DeliveryState.PENDING)
+    marked = rows.update(state=DeliveryState.DELIVERED, delivered_at=timezone.now())
+    if marked < len(ids) and deliveries_record_in_flight(user, ids):
+        marked += rows.update(state=DeliveryState.DELIVERED, delivered_at=timezone.now())
+    return marked
+
+
+def deliveries_record_in_flight(user: AbstractBaseUser | Any, ids: Iterable[int] | None) -> int:
+    """Write the user's rows of broadcasts already pushed but not yet recorded.
+
+    A broadcast reaches the sockets before its rows are written (a few hundred ms for a big
+    audience): an ack or a read in that window would otherwise find no row and be lost.
+    Only notifications whose audience really includes the user get a row. ``ids`` None
+    means every broadcast in flight (for "mark all read").
+    """
+    in_flight = Notification.objects.unrecorded().exclude(audience=Audience.USER)
+    if ids is not None:
+        in_flight = in_flight.filter(pk__in=list(ids))
+    user_id = getattr(user, "pk", user)
+    chunk_size = conf.get().CHUNK_SIZE
+    return sum(
+        deliveries_record_audience(
+            notification.pk, audience_queryset(notification).filter(pk=user_id), chunk_size
+        )
+        for notification in in_flight.live()
+    )
 
 
 @dataclass(frozen=True)
@@ -207,6 +232,8 @@ def deliveries_mark_read(user: AbstractBaseUser | Any, ids: Iterable[int]) -> Re
                 user=user, notification_id__in=ids, state__in=UNREAD_STATES
             )
             changed = sorted(rows.values_list("notification_id", flat=True))
+            if len(changed) < len(ids) and deliveries_record_in_flight(user, ids):
+                changed = sorted(rows.values_list("notification_id", flat=True))
             if changed:
                 _mark_read(Delivery.objects.filter(user=user, notification_id__in=changed))
     return ReadResult(ids=changed, unread=unread_count(user))
@@ -215,6 +242,7 @@ def deliveries_mark_read(user: AbstractBaseUser | Any, ids: Iterable[int]) -> Re
 def deliveries_mark_all_read(user: AbstractBaseUser | Any) -> ReadResult:
     """Mark every unread notification of the user read."""
     with transaction.atomic():
+        deliveries_record_in_flight(user, None)
         rows = Delivery.objects.filter(user=user, state__in=UNREAD_STATES)
         changed = sorted(rows.values_list("notification_id", flat=True))
         if changed:

@@ -1,4 +1,4 @@
-"""dispatch: resolve audiences in chunks, claim and record once, schedule and expire."""
+"""dispatch: resolve audiences, claim and record once, schedule and expire."""
 
 from __future__ import annotations
 
@@ -11,17 +11,21 @@ from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from notifications.audience import audience_queryset
 from notifications.dispatch import (
-    audience_user_ids,
+    claim_broadcast,
     dispatch_batch,
     dispatch_many,
     dispatch_notification,
     due_notification_ids,
     fan_out_groups,
     next_scheduled_at,
+    record_broadcast,
+    unrecorded_notification_ids,
 )
 from notifications.events import GROUP_ALL, GROUP_STAFF, auth_group_group, user_group
 from notifications.models import Audience, Delivery, DeliveryState, Notification
+from notifications.services import deliveries_record_audience
 from tests.factories import GroupFactory, StaffFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -31,8 +35,8 @@ def notification(**fields: Any) -> Notification:
     return Notification.objects.create(**{"title": "Hi", "audience": Audience.ALL, **fields})
 
 
-def flatten(chunks: list[list[int]]) -> list[int]:
-    return [user_id for chunk in chunks for user_id in chunk]
+def audience_ids(row: Notification) -> list[int]:
+    return sorted(audience_queryset(row).values_list("pk", flat=True))
 
 
 @pytest.fixture
@@ -56,12 +60,12 @@ def pks(users: list) -> list[int]:
 def test_user_audience(people) -> None:
     target = people["plain"][1]
     row = notification(audience=Audience.USER, recipient=target)
-    assert flatten(list(audience_user_ids(row, 100))) == [target.pk]
+    assert audience_ids(row) == [target.pk]
 
 
 def test_inactive_recipient_gets_nothing(people) -> None:
     row = notification(audience=Audience.USER, recipient=people["inactive"])
-    assert list(audience_user_ids(row, 100)) == []
+    assert audience_ids(row) == []
 
 
 def test_group_audience(people) -> None:
@@ -71,37 +75,22 @@ def test_group_audience(people) -> None:
         user.groups.add(group)
     people["plain"][1].groups.add(other_group)
     row = notification(audience=Audience.GROUP, group=group)
-    assert flatten(list(audience_user_ids(row, 100))) == pks(members)
+    assert audience_ids(row) == pks(members)
 
 
 def test_staff_audience(people) -> None:
     row = notification(audience=Audience.STAFF)
-    assert flatten(list(audience_user_ids(row, 100))) == pks(people["staff"])
+    assert audience_ids(row) == pks(people["staff"])
 
 
 def test_all_audience(people) -> None:
     row = notification(audience=Audience.ALL)
-    assert flatten(list(audience_user_ids(row, 100))) == pks(people["plain"] + people["staff"])
+    assert audience_ids(row) == pks(people["plain"] + people["staff"])
 
 
 def test_unknown_audience_raises() -> None:
     with pytest.raises(ValueError, match="unknown audience"):
-        list(audience_user_ids(Notification(title="x", audience="planet"), 10))
-
-
-@pytest.mark.parametrize("count", [1, 2, 3, 6, 7, 10])
-def test_chunks_are_ascending_disjoint_and_cover_everyone(count: int) -> None:
-    users = UserFactory.create_batch(count)
-    UserFactory(is_active=False)
-    row = notification(audience=Audience.ALL)
-    chunks = list(audience_user_ids(row, 3))
-    assert all(1 <= len(chunk) <= 3 for chunk in chunks)
-    assert [len(chunk) for chunk in chunks[:-1]] == [3] * (len(chunks) - 1)
-    assert len(chunks) == -(-count // 3)
-    everyone = flatten(chunks)
-    assert everyone == sorted(everyone)
-    assert len(set(everyone)) == len(everyone)
-    assert everyone == pks(users)
+        audience_queryset(Notification(title="x", audience="planet"))
 
 
 # ---- fan-out groups --------------------------------------------------------------------------
@@ -335,3 +324,92 @@ def test_dispatch_batch_uses_a_constant_number_of_queries(people) -> None:
     with CaptureQueriesContext(connection) as large:
         dispatch_batch(many)
     assert len(large.captured_queries) == len(small.captured_queries)
+
+
+# ---- broadcasts: claim, push, then record -----------------------------------------------------
+
+
+def test_claim_broadcast_claims_once_and_writes_no_rows(people) -> None:
+    row = notification(audience=Audience.ALL)
+    claimed = claim_broadcast(row.pk)
+    assert claimed is not None
+    assert claimed.groups == [GROUP_ALL]
+    assert claim_broadcast(row.pk) is None
+    row.refresh_from_db()
+    assert row.dispatched_at is not None
+    assert row.recorded_at is None
+    assert not Delivery.objects.filter(notification=row).exists()
+    assert list(Notification.objects.unrecorded()) == [row]
+    assert unrecorded_notification_ids() == [row.pk]
+
+
+def test_record_broadcast_writes_every_row_once(people) -> None:
+    row = notification(audience=Audience.STAFF)
+    assert record_broadcast(row.pk) is None  # not claimed yet: nothing to record
+    claim_broadcast(row.pk)
+    assert record_broadcast(row.pk) == 2
+    assert sorted(Delivery.objects.filter(notification=row).values_list("user_id", flat=True)) == (
+        pks(people["staff"])
+    )
+    row.refresh_from_db()
+    assert row.recorded_at is not None
+    assert row.recipient_count == 2
+    assert record_broadcast(row.pk) is None
+    assert unrecorded_notification_ids() == []
+
+
+def test_record_broadcast_counts_rows_written_ahead_of_it(people) -> None:
+    """An ack in the window between push and record wrote one row already."""
+    row = notification(audience=Audience.ALL)
+    claim_broadcast(row.pk)
+    Delivery.objects.create(notification=row, user=people["plain"][0], state=DeliveryState.READ)
+    assert record_broadcast(row.pk) == 4
+    assert Delivery.objects.get(notification=row, user=people["plain"][0]).state == "read"
+
+
+def test_claim_expired_broadcast_records_it_empty(people) -> None:
+    row = notification(audience=Audience.ALL, expires_at=timezone.now() - timedelta(seconds=1))
+    claimed = claim_broadcast(row.pk)
+    assert claimed is not None
+    assert claimed.expired
+    assert claimed.groups == []
+    row.refresh_from_db()
+    assert row.recorded_at is not None
+    assert record_broadcast(row.pk) is None
+    assert not Delivery.objects.filter(notification=row).exists()
+
+
+def test_one_user_dispatch_is_recorded_in_the_same_transaction(people) -> None:
+    row = notification(audience=Audience.USER, recipient=people["plain"][0])
+    dispatch_batch([row.pk])
+    row.refresh_from_db()
+    assert row.recorded_at == row.dispatched_at
+    assert unrecorded_notification_ids() == []
+
+
+def test_record_audience_in_chunks_covers_everyone_once() -> None:
+    users = UserFactory.create_batch(7)
+    UserFactory(is_active=False)
+    row = notification(audience=Audience.ALL)
+    everyone = audience_queryset(row)
+    assert deliveries_record_audience(row.pk, everyone, chunk_size=3) == 7
+    assert deliveries_record_audience(row.pk, everyone, chunk_size=3) == 0
+    assert sorted(Delivery.objects.filter(notification=row).values_list("user_id", flat=True)) == (
+        pks(users)
+    )
+
+
+def test_deleting_a_notification_deletes_its_rows(people) -> None:
+    row = notification(audience=Audience.ALL)
+    dispatch_notification(row.pk)
+    assert Delivery.objects.filter(notification_id=row.pk).count() == 4
+    row.delete()
+    assert not Delivery.objects.filter(notification_id=row.pk).exists()
+
+
+def test_deleting_a_user_deletes_their_rows(people) -> None:
+    user = people["plain"][0]
+    dispatch_notification(notification(audience=Audience.ALL).pk)
+    user_id = user.pk
+    user.delete()
+    assert not Delivery.objects.filter(user_id=user_id).exists()

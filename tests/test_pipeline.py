@@ -32,6 +32,11 @@ def refreshed(notification):
     return notification
 
 
+@sync_to_async
+def recorded(notification):
+    return Notification.objects.filter(pk=notification.pk, recorded_at__isnull=False).exists()
+
+
 async def wait_until(predicate, timeout=10.0, interval=0.05):
     deadline = asyncio.get_running_loop().time() + timeout
     while asyncio.get_running_loop().time() < deadline:
@@ -39,6 +44,26 @@ async def wait_until(predicate, timeout=10.0, interval=0.05):
             return
         await asyncio.sleep(interval)
     raise AssertionError("condition not met in time")
+
+
+async def test_sweep_records_a_broadcast_pushed_but_never_recorded(transactional_db):
+    """A listener died between push and record: the next one records it, pushing nothing."""
+    from notifications.dispatch import claim_broadcast
+    from notifications.listener import NotificationListener
+
+    users = await sync_to_async(UserFactory.create_batch)(3)
+    socket, _ = await connect(users[0])
+    notification = await sync_to_async(broadcast)("Half done")  # nobody listens yet
+    claimed = await sync_to_async(claim_broadcast)(notification.pk)
+    assert claimed is not None
+    assert not await recorded(notification)
+    assert await sync_to_async(claim_broadcast)(notification.pk) is None  # claimed once
+    await NotificationListener(once=True, handle_signals=False).run()
+    assert await recorded(notification)
+    assert await delivery_user_ids(notification) == {user.pk for user in users}
+    assert (await refreshed(notification)).recipient_count == 3
+    assert await socket.receive_nothing(timeout=0.3)
+    await socket.disconnect()
 
 
 async def test_user_notification_reaches_only_its_recipient(listener):
@@ -75,6 +100,8 @@ async def test_broadcast_to_all_reaches_every_socket_and_records_every_user(list
     for communicator in sockets:
         frame = await receive_type(communicator, "notification")
         assert frame["notification"]["id"] == notification.pk
+    # Pushed first, recorded right after.
+    await wait_until(lambda: recorded(notification))
     ids = await delivery_user_ids(notification)
     assert ids == {user.pk for user in users}
     assert inactive.pk not in ids

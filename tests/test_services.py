@@ -378,3 +378,52 @@ def test_mark_all_read_when_nothing_unread() -> None:
     user = UserFactory()
     result = deliveries_mark_all_read(user)
     assert (result.ids, result.unread) == ([], 0)
+
+
+# ---- the window between a broadcast's push and its recording ----------------------------------
+
+
+@pytest.fixture
+def in_flight():
+    """A group broadcast pushed (claimed) but whose rows are not written yet."""
+    from notifications.dispatch import claim_broadcast
+
+    member, outsider = UserFactory(), UserFactory()
+    group = GroupFactory()
+    member.groups.add(group)
+    row = notification(audience=Audience.GROUP, group=group)
+    assert claim_broadcast(row.pk) is not None
+    return row, member, outsider
+
+
+def test_ack_in_the_window_writes_the_row_as_delivered(in_flight) -> None:
+    row, member, outsider = in_flight
+    assert deliveries_mark_delivered(member, [row.pk]) == 1
+    assert states(member) == {row.pk: DeliveryState.DELIVERED}
+    assert deliveries_mark_delivered(outsider, [row.pk]) == 0  # not theirs: nothing written
+    assert states(outsider) == {}
+
+
+def test_read_in_the_window_is_not_lost(in_flight) -> None:
+    row, member, outsider = in_flight
+    assert deliveries_mark_read(member, [row.pk]).ids == [row.pk]
+    assert states(member) == {row.pk: DeliveryState.READ}
+    assert deliveries_mark_read(outsider, [row.pk]).ids == []
+    assert states(outsider) == {}
+
+
+def test_read_all_in_the_window_includes_the_broadcast(in_flight) -> None:
+    from notifications.dispatch import record_broadcast
+
+    row, member, outsider = in_flight
+    assert deliveries_mark_all_read(member).ids == [row.pk]
+    assert deliveries_mark_all_read(outsider).ids == []
+    assert record_broadcast(row.pk) == 1  # the recording keeps the read row and counts it
+    assert states(member) == {row.pk: DeliveryState.READ}
+
+
+def test_expired_broadcast_in_the_window_gets_no_row(in_flight) -> None:
+    row, member, _outsider = in_flight
+    Notification.objects.filter(pk=row.pk).update(expires_at=timezone.now())
+    assert deliveries_mark_read(member, [row.pk]).ids == []
+    assert states(member) == {}

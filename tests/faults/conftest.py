@@ -314,7 +314,8 @@ def delivered_ids(user: Any) -> set[int]:
 
 
 def undispatched() -> int:
-    return Notification.objects.due().count()
+    """Notifications not yet dispatched, or dispatched but with rows still to write."""
+    return Notification.objects.due().count() + Notification.objects.unrecorded().count()
 
 
 # A busy web process of its own: creates notifications through the real save hook
