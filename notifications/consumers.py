@@ -65,6 +65,7 @@ class NotificationConsumer(AsyncWebsocketConsumer):
     async def connect(self) -> None:
         user = self.scope.get("user")
         self.joined: set[str] = set()
+        self.early: list[tuple[dict[str, Any], str | None]] | None = []
         if user is None or not user.is_authenticated:
             # Accept, then close with 4401, so the page can tell "log in again" from a drop.
             await self.accept()
@@ -86,6 +87,12 @@ class NotificationConsumer(AsyncWebsocketConsumer):
         await self.accept()
         unread, last_id = await abadge_state(self.user_id)
         await self.send_json(events.hello_frame(unread, last_id))
+        # Events that arrived while we joined groups and counted wait for hello, which the
+        # protocol says comes first. (One already counted in hello may be pushed again: the
+        # bell keeps one per id.)
+        early, self.early = self.early, None
+        for event, frame in early or ():
+            await self.deliver(event, frame)
 
     async def websocket_disconnect(self, message: dict[str, Any]) -> None:
         self.closed = True
@@ -176,6 +183,9 @@ class NotificationConsumer(AsyncWebsocketConsumer):
     async def deliver(self, event: dict[str, Any], frame: str | None) -> None:
         """Take one layer event whose socket frame, if any, is already encoded."""
         if self.closed or self.user_id is None:
+            return
+        if self.early is not None:  # hello not sent yet
+            self.early.append((event, frame))
             return
         kind = event.get("type")
         if kind in ("notify.created", "notify.read") and frame is not None:

@@ -61,6 +61,37 @@ async def test_hello_carries_unread_count_and_last_id():
     await communicator.disconnect()
 
 
+async def test_a_push_during_the_handshake_waits_for_hello(monkeypatch):
+    """Hello is the first frame even when a push reaches the socket while it counts unread."""
+    from notifications import consumers
+    from notifications.fanout import encode_frame, get_hub
+
+    user = await sync_to_async(UserFactory)()
+    counted = consumers.abadge_state
+    payload = {
+        "id": 7,
+        "title": "Early",
+        "body": "",
+        "level": "info",
+        "url": "",
+        "created_at": "2026-01-01T00:00:00+00:00",
+        "read": False,
+    }
+
+    async def push_while_counting(user_id):
+        group = events.user_group(user_id)
+        await get_hub(encode_frame).fan_out(events.layer_created_event(payload, group))
+        return await counted(user_id)
+
+    monkeypatch.setattr(consumers, "abadge_state", push_while_counting)
+    communicator = await open_socket(user)
+    assert (await communicator.connect(timeout=5))[0]
+    assert (await communicator.receive_json_from(timeout=5))["type"] == "hello"
+    frame = await communicator.receive_json_from(timeout=5)
+    assert frame == {"type": "notification", "notification": payload}
+    await communicator.disconnect()
+
+
 @pytest.mark.parametrize(
     ("frame", "code"),
     [
