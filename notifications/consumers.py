@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+from collections.abc import Iterable
 from typing import Any
 
 from channels.generic.websocket import AsyncWebsocketConsumer
@@ -15,11 +16,13 @@ from notifications.asyncdb import db_async
 from notifications.dispatch import apush_read
 from notifications.events import ClientFrame, FrameError
 from notifications.fanout import LocalHub, encode_frame, get_hub
-from notifications.selectors import abadge_state, amissed_since
+from notifications.handshake_sql import auth_group_ids
+from notifications.selectors import abadge_state, badge_state, missed_since
 from notifications.services import (
     adeliveries_mark_all_read,
     adeliveries_mark_delivered,
     adeliveries_mark_read,
+    deliveries_record_in_flight,
 )
 from notifications.throttle import TokenBucket
 
@@ -31,6 +34,15 @@ CLOSE_TOO_LARGE = 4413
 CLOSE_TOO_MANY = 4429
 
 
+def user_groups(user_id: int, is_staff: bool, group_ids: Iterable[int] = ()) -> set[str]:
+    """Return the layer groups of a user: their own, everyone's, staff's, their auth groups'."""
+    names = {events.user_group(user_id), events.GROUP_ALL}
+    if is_staff:
+        names.add(events.GROUP_STAFF)
+    names.update(events.auth_group_group(group_id) for group_id in group_ids)
+    return names
+
+
 def groups_for_user(user_id: int) -> set[str] | None:
     """Return the layer groups a user's sockets belong in, or None for a gone/inactive user."""
     user = (
@@ -38,15 +50,29 @@ def groups_for_user(user_id: int) -> set[str] | None:
     )
     if user is None:
         return None
-    names = {events.user_group(user.pk), events.GROUP_ALL}
-    if user.is_staff:
-        names.add(events.GROUP_STAFF)
-    names.update(
-        events.auth_group_group(group_id) for group_id in user.groups.values_list("pk", flat=True)
-    )
-    return names
+    return user_groups(user.pk, user.is_staff, auth_group_ids(user.pk))
 
 
+def connect_state(user_id: int) -> tuple[list[int], int, int | None]:
+    """Return what a handshake needs in one database call: auth group ids, unread, last id."""
+    unread, last_id = badge_state(user_id)
+    return auth_group_ids(user_id), unread, last_id
+
+
+aconnect_state = db_async(connect_state)
+
+
+def missed_with_in_flight(user_id: int, since: int | None) -> Any:
+    """Answer a sync, including broadcasts pushed but not yet recorded.
+
+    A socket that joined its groups just after a broadcast's push has neither the frame nor,
+    yet, a row: writing this user's row first puts it in the answer.
+    """
+    deliveries_record_in_flight(user_id, None)
+    return missed_since(user_id, since)
+
+
+amissed_with_in_flight = db_async(missed_with_in_flight)
 agroups_for_user = db_async(groups_for_user)
 
 
@@ -80,12 +106,21 @@ class NotificationConsumer(AsyncWebsocketConsumer):
         self.max_frame_bytes = settings.MAX_FRAME_BYTES
         self.max_ids = settings.MAX_IDS
         self.bucket = TokenBucket(settings.RATE_LIMIT_PER_SECOND, settings.RATE_LIMIT_BURST)
-        if not await self._sync_groups():
-            await self.accept()
-            await self.close(code=CLOSE_UNAUTHENTICATED)
-            return
+        # The groups the scope's user (just loaded, active) tells us are joined before the
+        # count, so nothing dispatched after the count can pass this socket by. Auth groups
+        # come with the count, in one database call; a broadcast to one of them in between
+        # is found by the sync that follows hello (see on_sync).
+        wanted = user_groups(user.pk, user.is_staff)
+        if self.session_group:
+            wanted.add(self.session_group)
+        await self.hub.join_many(wanted, self)
+        self.joined = wanted
+        group_ids, unread, last_id = await aconnect_state(self.user_id)
+        extra = user_groups(user.pk, user.is_staff, group_ids) - wanted
+        if extra:
+            await self.hub.join_many(extra, self)
+            self.joined = wanted | extra
         await self.accept()
-        unread, last_id = await abadge_state(self.user_id)
         await self.send_json(events.hello_frame(unread, last_id))
         # Events that arrived while we joined groups and counted wait for hello, which the
         # protocol says comes first. (One already counted in hello may be pushed again: the
@@ -112,8 +147,7 @@ class NotificationConsumer(AsyncWebsocketConsumer):
             return False
         if self.session_group:
             wanted.add(self.session_group)
-        for group in wanted - self.joined:
-            await self.hub.join(group, self)
+        await self.hub.join_many(wanted - self.joined, self)
         for group in self.joined - wanted:
             await self.hub.leave(group, self)
         self.joined = wanted
@@ -175,7 +209,7 @@ class NotificationConsumer(AsyncWebsocketConsumer):
             await self.send_json(events.read_frame([], result.unread))
 
     async def on_sync(self, frame: ClientFrame) -> None:
-        missed = await amissed_since(self.user_id, frame.since)
+        missed = await amissed_with_in_flight(self.user_id, frame.since)
         await self.send_json(events.missed_frame(missed.notifications, missed.cursor))
 
     # ---- channel layer → client (called by the process's LocalHub) ---------------------

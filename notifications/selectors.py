@@ -124,12 +124,14 @@ def missed_since(user: AbstractBaseUser | Any, since: int | None) -> Missed:
 
 
 def badge_state(user: AbstractBaseUser | Any) -> tuple[int, int | None]:
-    """Return (unread count, last delivered id) for hello and pong, counted first.
+    """Return (unread count, last delivered id) for hello and pong, in one statement.
 
-    Counting first means a delivery committing in between shows up as a last_id the client
-    does not know (so it syncs), never as a count it cannot explain.
+    Both come from one snapshot: a delivery committing meanwhile is in both or in neither,
+    so the client never sees a count it cannot explain. (SQL built once: handshake_sql.)
     """
-    return unread_count(user), last_notification_id(user)
+    from notifications import handshake_sql
+
+    return handshake_sql.badge_state(getattr(user, "pk", user))
 
 
 abadge_state = db_async(badge_state)

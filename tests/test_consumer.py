@@ -67,7 +67,7 @@ async def test_a_push_during_the_handshake_waits_for_hello(monkeypatch):
     from notifications.fanout import encode_frame, get_hub
 
     user = await sync_to_async(UserFactory)()
-    counted = consumers.abadge_state
+    counted = consumers.aconnect_state
     payload = {
         "id": 7,
         "title": "Early",
@@ -83,7 +83,7 @@ async def test_a_push_during_the_handshake_waits_for_hello(monkeypatch):
         await get_hub(encode_frame).fan_out(events.layer_created_event(payload, group))
         return await counted(user_id)
 
-    monkeypatch.setattr(consumers, "abadge_state", push_while_counting)
+    monkeypatch.setattr(consumers, "aconnect_state", push_while_counting)
     communicator = await open_socket(user)
     assert (await communicator.connect(timeout=5))[0]
     assert (await communicator.receive_json_from(timeout=5))["type"] == "hello"

@@ -83,9 +83,95 @@ async def test_last_member_leaving_discards_the_group():
     await hub.join("notifications.test-fanout-keep", keep)
     await hub.join(group, socket)
     await hub.leave(group, socket)
-    async with layer.connection(layer.consistent_hash(group)) as connection:
-        assert await connection.zcard(layer._group_key(group)) == 0
+    # The discard is queued and written with the next flush, not awaited by the leaver.
+    await wait_for_async(lambda: group_size(layer, group), 0)
     await hub.leave("notifications.test-fanout-keep", keep)
+
+
+async def group_size(layer, group):
+    async with layer.connection(layer.consistent_hash(group)) as connection:
+        return await connection.zcard(layer._group_key(group))
+
+
+async def wait_for_async(read, expected, timeout=5.0):
+    deadline = asyncio.get_running_loop().time() + timeout
+    while (value := await read()) != expected:
+        assert asyncio.get_running_loop().time() < deadline, f"{value} != {expected}"
+        await asyncio.sleep(0.01)
+
+
+async def test_concurrent_joins_are_in_redis_when_join_returns_and_share_flushes(monkeypatch):
+    from notifications import fanout
+
+    layer = get_channel_layer()
+    hub = LocalHub(layer, encode_frame)
+    flushes = []
+    real_write = fanout.write_memberships
+
+    async def counting_write(layer, channel, adds, discards):
+        flushes.append((len(adds), len(discards)))
+        await real_write(layer, channel, adds, discards)
+
+    monkeypatch.setattr(fanout, "write_memberships", counting_write)
+    sockets = [FakeSocket() for _ in range(60)]
+    groups = [f"notifications.test-fanout-many-{i}" for i in range(60)]
+
+    async def join_and_check(group, socket):
+        await hub.join_many([group, "notifications.test-fanout-shared"], socket)
+        assert await group_size(layer, group) == 1  # written before join returned
+
+    await asyncio.gather(*(join_and_check(g, s) for g, s in zip(groups, sockets, strict=True)))
+    assert sum(adds for adds, _ in flushes) == 61  # each group written once
+    assert len(flushes) <= 3  # batched, not one write per socket
+    for group, socket in zip(groups, sockets, strict=True):
+        await hub.leave(group, socket)
+        await hub.leave("notifications.test-fanout-shared", socket)
+    for group in groups:
+        await wait_for_async(lambda group=group: group_size(layer, group), 0)
+
+
+async def test_leaving_and_rejoining_before_the_flush_keeps_the_membership():
+    layer = get_channel_layer()
+    hub = LocalHub(layer, encode_frame)
+    group = "notifications.test-fanout-rejoin"
+    keep, first, second = FakeSocket(), FakeSocket(), FakeSocket()
+    await hub.join("notifications.test-fanout-keep2", keep)
+    await hub.join(group, first)
+    await hub.leave(group, first)  # queues a discard
+    await hub.join(group, second)  # cancels it
+    await asyncio.sleep(0.05)
+    assert await group_size(layer, group) == 1
+    await layer.group_send(group, events.layer_read_event([5], 0, group))
+    await wait_for(lambda: second.frames)
+    assert not first.frames
+    await hub.leave(group, second)
+    await hub.leave("notifications.test-fanout-keep2", keep)
+
+
+async def test_a_failed_membership_write_fails_the_join_and_the_next_one_retries(monkeypatch):
+    from notifications import fanout
+
+    layer = get_channel_layer()
+    hub = LocalHub(layer, encode_frame)
+    real_write = fanout.write_memberships
+
+    async def broken(*args):
+        raise ConnectionError("redis is down")
+
+    monkeypatch.setattr(fanout, "write_memberships", broken)
+    socket = FakeSocket()
+    group = "notifications.test-fanout-broken"
+    try:
+        await hub.join(group, socket)
+    except ConnectionError:
+        pass
+    else:
+        raise AssertionError("join succeeded although the write failed")
+    await hub.leave(group, socket)
+    monkeypatch.setattr(fanout, "write_memberships", real_write)
+    await hub.join(group, socket)
+    assert await group_size(layer, group) == 1
+    await hub.leave(group, socket)
 
 
 async def test_refresh_restores_memberships_redis_forgot():
