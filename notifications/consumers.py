@@ -223,7 +223,9 @@ class NotificationConsumer(AsyncWebsocketConsumer):
             return
         kind = event.get("type")
         if kind in ("notify.created", "notify.read") and frame is not None:
-            await self.send(text_data=frame)
+            # Straight to the server's send: this runs once per socket per broadcast, and
+            # channels' two send wrappers add nothing here but their cost.
+            await self.base_send({"type": "websocket.send", "text": frame})
         elif kind == "notify.logout":
             self.user_id = None  # no frame may follow a logout
             await self.close(code=CLOSE_UNAUTHENTICATED)

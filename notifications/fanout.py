@@ -23,7 +23,7 @@ from channels.layers import BaseChannelLayer, get_channel_layer
 logger = logging.getLogger(__name__)
 
 # Sockets served between two yields to the event loop during one fan-out.
-YIELD_EVERY = 200
+YIELD_EVERY = 50
 # channels-redis forgets group members after group_expiry (a day by default): the hub re-adds
 # its groups this often. A restarted Redis forgets them at once, but it also breaks the hub's
 # receive, after which the hub re-adds them straight away.

@@ -291,7 +291,9 @@ class NotificationListener:
         it without pushing again.
         """
         assert self._broadcast_slot is not None  # noqa: S101
+        began = time.perf_counter()
         async with self._broadcast_slot:
+            started = time.perf_counter()
             try:
                 claimed = await database_sync_to_async(claim_broadcast, thread_sensitive=False)(
                     notification_id
@@ -303,8 +305,19 @@ class NotificationListener:
                 return
             if claimed is None:
                 return
+            claimed_at = time.perf_counter()
             await self._push([claimed])
+            pushed_at = time.perf_counter()
             await self._record(notification_id, claimed)
+        logger.info(
+            "Broadcast %s: waited %.1f ms for its turn, claimed in %.1f ms, pushed in %.1f ms, "
+            "recorded in %.1f ms",
+            notification_id,
+            (started - began) * 1000,
+            (claimed_at - started) * 1000,
+            (pushed_at - claimed_at) * 1000,
+            (time.perf_counter() - pushed_at) * 1000,
+        )
         self._log(claimed)
         if self.on_dispatched:
             self.on_dispatched(claimed)

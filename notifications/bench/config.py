@@ -205,6 +205,7 @@ FIGURES: dict[str, tuple[Figure, ...]] = {
         Figure("setup_rate", "socket set-up rate", "/s"),
     ),
     "p2": (
+        Figure("min_ms", "commit -> first socket", "ms"),
         Figure("p50_ms", "commit -> socket p50", "ms"),
         Figure("p99_ms", "commit -> socket p99", "ms", "<=", 300),
         Figure("max_ms", "commit -> last socket", "ms"),

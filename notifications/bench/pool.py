@@ -13,7 +13,7 @@ from typing import Any
 from notifications.bench.workers import BenchError, Worker
 
 CLIENTS_SCRIPT = Path(__file__).with_name("clients.py")
-SOCKETS_PER_PROCESS = 1500
+SOCKETS_PER_PROCESS = 2500
 MAX_CLIENT_PROCESSES = 8
 
 

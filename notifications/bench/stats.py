@@ -22,8 +22,9 @@ def percentile(values: Sequence[float], q: float) -> float | None:
 
 
 def latency_summary(latencies_ms: Sequence[float], prefix: str = "") -> dict[str, float | None]:
-    """Return p50, p90, p99 and max of latencies in milliseconds, keyed ``<prefix>p50_ms``..."""
+    """Return min, p50, p90, p99 and max of latencies in ms, keyed ``<prefix>p50_ms``..."""
     return {
+        f"{prefix}min_ms": min(latencies_ms) if latencies_ms else None,
         f"{prefix}p50_ms": percentile(latencies_ms, 50),
         f"{prefix}p90_ms": percentile(latencies_ms, 90),
         f"{prefix}p99_ms": percentile(latencies_ms, 99),

@@ -68,7 +68,7 @@ class Command(BaseCommand):
         parser.add_argument("--daphnes", type=positive_int, default=1, help="daphne processes")
         parser.add_argument("--listeners", type=positive_int, default=1, help="listeners")
         parser.add_argument(
-            "--clients", type=positive_int, help="socket client processes (default: 1 per 1500)"
+            "--clients", type=positive_int, help="socket client processes (default: 1 per 2500)"
         )
         parser.add_argument(
             "--connect-concurrency",
