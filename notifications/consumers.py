@@ -62,6 +62,11 @@ def connect_state(user_id: int) -> tuple[list[int], int, int | None]:
 aconnect_state = db_async(connect_state)
 
 
+def preload_connect_state(user: Any) -> tuple[int, tuple[list[int], int, int | None]]:
+    """``connect_state`` for SessionAuthMiddleware's ``preload``: read with session and user."""
+    return user.pk, connect_state(user.pk)
+
+
 def missed_with_in_flight(user_id: int, since: int | None) -> Any:
     """Answer a sync, including broadcasts pushed but not yet recorded.
 
@@ -106,20 +111,20 @@ class NotificationConsumer(AsyncWebsocketConsumer):
         self.max_frame_bytes = settings.MAX_FRAME_BYTES
         self.max_ids = settings.MAX_IDS
         self.bucket = TokenBucket(settings.RATE_LIMIT_PER_SECOND, settings.RATE_LIMIT_BURST)
-        # The groups the scope's user (just loaded, active) tells us are joined before the
-        # count, so nothing dispatched after the count can pass this socket by. Auth groups
-        # come with the count, in one database call; a broadcast to one of them in between
-        # is found by the sync that follows hello (see on_sync).
-        wanted = user_groups(user.pk, user.is_staff)
+        # Auth groups, unread count and last id usually come preloaded with the session and
+        # the user (one database call per handshake, see notifyproject.asgi). Whatever is
+        # dispatched between that read and the joins below is not lost: a pushed frame
+        # waits for hello, and the sync that follows hello finds the rest (on_sync).
+        preloaded = self.scope.get("preloaded")
+        if preloaded is not None and preloaded[0] == user.pk:
+            group_ids, unread, last_id = preloaded[1]
+        else:
+            group_ids, unread, last_id = await aconnect_state(self.user_id)
+        wanted = user_groups(user.pk, user.is_staff, group_ids)
         if self.session_group:
             wanted.add(self.session_group)
         await self.hub.join_many(wanted, self)
         self.joined = wanted
-        group_ids, unread, last_id = await aconnect_state(self.user_id)
-        extra = user_groups(user.pk, user.is_staff, group_ids) - wanted
-        if extra:
-            await self.hub.join_many(extra, self)
-            self.joined = wanted | extra
         await self.accept()
         await self.send_json(events.hello_frame(unread, last_id))
         # Events that arrived while we joined groups and counted wait for hello, which the

@@ -15,6 +15,7 @@ from django.conf import settings  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
 from notifications.auth import SessionAuthMiddleware  # noqa: E402
+from notifications.consumers import preload_connect_state  # noqa: E402
 from notifications.routing import websocket_urlpatterns  # noqa: E402
 
 # `make run` is daphne alone: let it serve the static files too. In production a proxy or
@@ -27,7 +28,7 @@ application = ProtocolTypeRouter(
         # A handshake whose Origin is missing, "null" or not in ALLOWED_HOSTS is refused
         # before accept: another site's page cannot open a socket with our user's cookie.
         "websocket": AllowedHostsOriginValidator(
-            SessionAuthMiddleware(URLRouter(websocket_urlpatterns))
+            SessionAuthMiddleware(URLRouter(websocket_urlpatterns), preload=preload_connect_state)
         ),
     }
 )

@@ -62,12 +62,11 @@ async def test_hello_carries_unread_count_and_last_id():
 
 
 async def test_a_push_during_the_handshake_waits_for_hello(monkeypatch):
-    """Hello is the first frame even when a push reaches the socket while it counts unread."""
-    from notifications import consumers
-    from notifications.fanout import encode_frame, get_hub
+    """Hello is the first frame even when a push reaches the socket before it is accepted."""
+    from notifications.fanout import LocalHub
 
     user = await sync_to_async(UserFactory)()
-    counted = consumers.aconnect_state
+    joined = LocalHub.join_many
     payload = {
         "id": 7,
         "title": "Early",
@@ -78,17 +77,45 @@ async def test_a_push_during_the_handshake_waits_for_hello(monkeypatch):
         "read": False,
     }
 
-    async def push_while_counting(user_id):
-        group = events.user_group(user_id)
-        await get_hub(encode_frame).fan_out(events.layer_created_event(payload, group))
-        return await counted(user_id)
+    async def push_right_after_joining(hub, groups, member):
+        await joined(hub, groups, member)
+        group = events.user_group(user.pk)
+        await hub.fan_out(events.layer_created_event(payload, group))
 
-    monkeypatch.setattr(consumers, "aconnect_state", push_while_counting)
+    monkeypatch.setattr(LocalHub, "join_many", push_right_after_joining)
     communicator = await open_socket(user)
     assert (await communicator.connect(timeout=5))[0]
     assert (await communicator.receive_json_from(timeout=5))["type"] == "hello"
     frame = await communicator.receive_json_from(timeout=5)
     assert frame == {"type": "notification", "notification": payload}
+    await communicator.disconnect()
+
+
+async def test_a_handshake_makes_one_database_call(monkeypatch):
+    """Session, user, groups, unread count and last id: one trip through the thread pool."""
+    from notifications import consumers
+
+    calls = []
+    original = consumers.aconnect_state
+
+    async def counted(user_id):
+        calls.append(user_id)
+        return await original(user_id)
+
+    monkeypatch.setattr(consumers, "aconnect_state", counted)
+    group = await sync_to_async(GroupFactory)()
+    user = await sync_to_async(UserFactory)()
+    await sync_to_async(user.groups.add)(group)
+    newest = await delivered_notification(user, "unread one")
+    communicator, hello = await connect(user)
+    assert hello == {"type": "hello", "unread": 1, "last_id": newest.pk}
+    assert calls == []  # preloaded by the middleware, in its one call
+    # ... and the auth group came with it: the socket is in the group's layer group.
+    group_name = events.auth_group_group(group.pk)
+    await get_channel_layer().group_send(
+        group_name, events.layer_read_event([newest.pk], 0, group_name)
+    )
+    assert (await receive_type(communicator, "read"))["ids"] == [newest.pk]
     await communicator.disconnect()
 
 
