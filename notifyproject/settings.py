@@ -97,13 +97,19 @@ REDIS_OPTIONS = (
     {"ssl_ca_certs": os.environ["REDIS_TLS_CA_FILE"]} if os.environ.get("REDIS_TLS_CA_FILE") else {}
 )
 
+# The channel layer may be sharded over several Redis servers (groups and channels are spread
+# by consistent hashing); by default it is the one at REDIS_URL.
+CHANNEL_LAYER_URLS = [
+    url.strip() for url in os.environ.get("CHANNEL_LAYER_URLS", REDIS_URL).split(",") if url.strip()
+]
+
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
         "CONFIG": {
             "hosts": [
                 {
-                    "address": REDIS_URL,
+                    "address": url,
                     # redis-py 8 defaults every socket to a 5 s timeout, the same 5 s that
                     # channels-redis blocks on BZPOPMIN: idle consumers would crash with 1011
                     # (redis-py#4091). Block as long as the layer asks.
@@ -114,6 +120,7 @@ CHANNEL_LAYERS = {
                     "max_connections": int(os.environ.get("REDIS_MAX_CONNECTIONS", "1000")),
                     **REDIS_OPTIONS,
                 }
+                for url in CHANNEL_LAYER_URLS
             ],
             # The default capacity of 100 drops messages silently to a busy channel.
             "capacity": 5000,

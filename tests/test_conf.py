@@ -58,7 +58,7 @@ def test_documented_defaults() -> None:
         settings = conf.get()
     assert settings.CHANNEL == "notifications"
     assert settings.REDIS_URL == "redis://127.0.0.1:6379/0"
-    assert settings.CHUNK_SIZE == 2000
+    assert settings.CHUNK_SIZE == 10_000
     assert settings.MAX_SYNC == 200
     assert settings.MAX_IDS == 500
     assert settings.MAX_FRAME_BYTES == 64 * 1024
@@ -99,7 +99,7 @@ def test_invalid_values_fall_back_to_defaults() -> None:
     bad = {"CHUNK_SIZE": 0, "REDIS_URL": "http://example.com", "MAX_IDS": "10", "NOPE": 1}
     with override_settings(NOTIFICATIONS={**bad, "MAX_SYNC": 50}):
         settings = conf.get()
-    assert settings.CHUNK_SIZE == 2000
+    assert settings.CHUNK_SIZE == 10_000
     assert settings.REDIS_URL == "redis://127.0.0.1:6379/0"
     assert settings.MAX_IDS == 500
     assert settings.MAX_SYNC == 50

@@ -200,3 +200,42 @@ async def test_control_events_reach_members_without_a_frame():
     assert socket.events[0]["type"] == "notify.logout"
     assert socket.frames == [None]
     await hub.leave(group, socket)
+
+
+async def test_memberships_land_on_their_shard_of_a_sharded_layer():
+    """With the layer sharded over two Redis databases, each group is written where
+    channels-redis will look for it, and a group_send reaches the local member."""
+    import os
+    import uuid
+
+    from channels_redis.core import RedisChannelLayer
+
+    base = os.environ["REDIS_URL"].rsplit("/", 1)[0]
+    layer = RedisChannelLayer(
+        hosts=[
+            {"address": f"{base}/13", "socket_timeout": None},
+            {"address": f"{base}/14", "socket_timeout": None},
+        ],
+        prefix=f"test-shards-{uuid.uuid4().hex[:8]}",
+    )
+    hub = LocalHub(layer, encode_frame)
+    sockets = {f"notifications.test-shard-{i}": FakeSocket() for i in range(12)}
+    try:
+        for group, socket in sockets.items():
+            await hub.join(group, socket)
+        shards = {layer.consistent_hash(group) for group in sockets}
+        assert shards == {0, 1}  # both shards are used
+        for group in sockets:
+            async with layer.connection(layer.consistent_hash(group)) as connection:
+                assert await connection.zcard(layer._group_key(group)) == 1
+        for index, group in enumerate(sockets):
+            await layer.group_send(group, events.layer_read_event([index], 0, group))
+        for index, socket in enumerate(sockets.values()):
+            await wait_for(lambda socket=socket: socket.frames)
+            assert socket.frames == [f'{{"type":"read","ids":[{index}],"unread":0}}']
+    finally:
+        for group, socket in sockets.items():
+            await hub.leave(group, socket)
+        for group in sockets:
+            await wait_for_async(lambda group=group: group_size(layer, group), 0)
+        await layer.flush()

@@ -754,7 +754,8 @@ def run_peers(ctx: Context, run: ScenarioRun) -> None:
     )
     run.note(
         "peers re-enacted on a real table of django-notifications-hq's shape (ORM save() "
-        "per row in autocommit / one bulk_create), without FK constraints: lower bounds"
+        "per row in autocommit / one bulk_create); neither they nor our Delivery table have "
+        "database FK constraints"
     )
     tag = f"{ctx.population.tag} peers "
     model = peers.hq_model(ctx.population.run_id)
