@@ -36,6 +36,7 @@ from notifications.models import Audience, Delivery, Notification
 from notifications.services import (
     ReadResult,
     deliveries_record_audience,
+    deliveries_record_audience_chunks,
     deliveries_record_pairs,
 )
 
@@ -241,34 +242,52 @@ def claim_broadcast(notification_id: int, now: datetime | None = None) -> Dispat
 def record_broadcast(notification_id: int, now: datetime | None = None) -> int | None:
     """Write the Delivery rows of a claimed notification; return its recipient count.
 
-    Returns None when there is nothing to record: not claimed yet, already recorded, gone,
-    or being recorded by another listener right now (PostgreSQL: the row lock is skipped;
-    SQLite serialises writers anyway). Idempotent: rows that exist (an ack or read in the
-    window before recording writes its own) are left alone and counted. A crash rolls the
-    whole recording back, and the sweep records it again.
+    One transaction per chunk of users, then one that counts the rows and sets
+    ``recorded_at``: on SQLite a 100,000-user broadcast would otherwise hold the database's
+    write lock (and every app's save) for its whole length. Each step first locks the
+    notification row, skipping it if another listener holds it (PostgreSQL; SQLite
+    serialises writers anyway).
+
+    Returns None when there is nothing (more) to record: not claimed yet, already recorded,
+    gone, or being recorded by another listener. Idempotent: rows that exist (an ack or a
+    read in the window before recording writes its own, or a run that died halfway) are
+    left alone and counted. A crash leaves ``recorded_at`` empty, and the sweep records the
+    rest.
     """
     now = now or timezone.now()
-    with transaction.atomic():
-        notification = (
-            Notification.objects.unrecorded()
-            .select_for_update(skip_locked=True)
-            .filter(pk=notification_id)
-            .first()
+    notification = _lock_unrecorded(notification_id, lock=False)
+    if notification is None:
+        return None
+    expired = notification.expires_at is not None and notification.expires_at <= now
+    if not expired:
+        chunks = deliveries_record_audience_chunks(
+            notification_id, audience_queryset(notification), conf.get().CHUNK_SIZE, now
         )
-        if notification is None:
+        while True:
+            with transaction.atomic():
+                if _lock_unrecorded(notification_id) is None:
+                    return None
+                if next(chunks, None) is None:
+                    break
+    with transaction.atomic():
+        if _lock_unrecorded(notification_id) is None:
             return None
-        count = 0
-        if not (notification.expires_at is not None and notification.expires_at <= now):
-            deliveries_record_audience(
-                notification_id, audience_queryset(notification), conf.get().CHUNK_SIZE, now
-            )
-            # Counted after the insert: a row an ack wrote meanwhile either made our INSERT
-            # wait for it (PostgreSQL) or came first (SQLite); either way it is seen here.
-            count = Delivery.objects.filter(notification_id=notification_id).count()
+        # Counted after every insert: a row an ack wrote meanwhile either made our INSERT
+        # wait for it (PostgreSQL) or came first (SQLite); either way it is seen here.
+        count = 0 if expired else Delivery.objects.filter(notification_id=notification_id).count()
         Notification.objects.filter(pk=notification_id).update(
             recipient_count=count, recorded_at=now
         )
     return count
+
+
+def _lock_unrecorded(notification_id: int, lock: bool = True) -> Notification | None:
+    """Return the notification if it still waits to be recorded (with ``lock``, locked for
+    the transaction); None if it is recorded, gone, or locked by another recorder."""
+    rows = Notification.objects.unrecorded().filter(pk=notification_id)
+    if lock:
+        rows = rows.select_for_update(skip_locked=True)
+    return rows.first()
 
 
 def unrecorded_notification_ids(limit: int = 500) -> list[int]:

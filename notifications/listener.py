@@ -9,6 +9,7 @@ import random
 import signal
 import time
 from collections.abc import Callable
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
@@ -294,16 +295,8 @@ class NotificationListener:
         began = time.perf_counter()
         async with self._broadcast_slot:
             started = time.perf_counter()
-            try:
-                claimed = await database_sync_to_async(claim_broadcast, thread_sensitive=False)(
-                    notification_id
-                )
-            except Exception:
-                logger.exception(
-                    "Claiming notification %s failed; the sweep will retry it", notification_id
-                )
-                return
-            if claimed is None:
+            ok, claimed = await self._in_own_thread(claim_broadcast, notification_id, "Claiming")
+            if not ok or claimed is None:
                 return
             claimed_at = time.perf_counter()
             await self._push([claimed])
@@ -323,16 +316,24 @@ class NotificationListener:
             self.on_dispatched(claimed)
         self.dispatched_total += 1
 
-    async def _record(self, notification_id: int, claimed: Dispatched | None = None) -> None:
-        started = time.perf_counter()
+    @staticmethod
+    async def _in_own_thread(
+        func: Callable[[int], object], notification_id: int, doing: str
+    ) -> tuple[bool, Any]:
+        """Run a claim or a record on a pool thread (a database connection of its own, so the
+        main loop's stays free); a failure is logged and left to the sweep."""
         try:
-            count = await database_sync_to_async(record_broadcast, thread_sensitive=False)(
-                notification_id
-            )
+            return True, await database_sync_to_async(func, thread_sensitive=False)(notification_id)
         except Exception:
             logger.exception(
-                "Recording notification %s failed; the sweep will retry it", notification_id
+                "%s notification %s failed; the sweep will retry it", doing, notification_id
             )
+            return False, None
+
+    async def _record(self, notification_id: int, claimed: Dispatched | None = None) -> None:
+        started = time.perf_counter()
+        ok, count = await self._in_own_thread(record_broadcast, notification_id, "Recording")
+        if not ok:
             return
         if claimed is not None and count is not None:
             claimed.recipient_count = count

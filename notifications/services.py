@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -134,6 +134,17 @@ def deliveries_record_audience(
     a 10,000-user broadcast never becomes 10,000 Python objects. Existing rows are left
     alone. Returns how many rows were inserted.
     """
+    return sum(deliveries_record_audience_chunks(notification_id, users, chunk_size, now))
+
+
+def deliveries_record_audience_chunks(
+    notification_id: int, users: Any, chunk_size: int, now: datetime | None = None
+) -> Iterator[int]:
+    """Like ``deliveries_record_audience``, one chunk per step: yields each chunk's count.
+
+    Each step runs its queries when it is asked for, so a caller can give every chunk a
+    transaction of its own (on SQLite, so that other writers get the lock in between).
+    """
     now = now or timezone.now()
     connection = connections[Delivery.objects.db]
     qn = connection.ops.quote_name
@@ -145,25 +156,25 @@ def deliveries_record_audience(
         else ("INSERT INTO", " ON CONFLICT DO NOTHING")
     )
     users = users.order_by("pk")
-    inserted, last = 0, 0
-    with connection.cursor() as cursor:
-        while True:
-            boundary = (
-                users.filter(pk__gt=last).values_list("pk", flat=True)[chunk_size - 1 : chunk_size]
-            ).first()
-            chunk = users.filter(pk__gt=last)
-            if boundary is not None:
-                chunk = chunk.filter(pk__lte=boundary)
-            select_sql, select_params = chunk.values("pk").query.sql_with_params()
+    last = 0
+    while True:
+        boundary = (
+            users.filter(pk__gt=last).values_list("pk", flat=True)[chunk_size - 1 : chunk_size]
+        ).first()
+        chunk = users.filter(pk__gt=last)
+        if boundary is not None:
+            chunk = chunk.filter(pk__lte=boundary)
+        select_sql, select_params = chunk.values("pk").query.sql_with_params()
+        with connection.cursor() as cursor:
             cursor.execute(
                 f"{verb} {table} ({columns}) "  # noqa: S608 - names quoted, values bound
                 f"SELECT %s, audience.{qn('pk')}, %s, %s FROM ({select_sql}) AS audience{tail}",
                 [notification_id, DeliveryState.PENDING, now, *select_params],
             )
-            inserted += max(cursor.rowcount, 0)
-            if boundary is None:
-                return inserted
-            last = boundary
+            yield max(cursor.rowcount, 0)
+        if boundary is None:
+            return
+        last = boundary
 
 
 def deliveries_record_pairs(pairs: Iterable[tuple[int, int]]) -> int:

@@ -413,3 +413,25 @@ def test_deleting_a_user_deletes_their_rows(people) -> None:
     user_id = user.pk
     user.delete()
     assert not Delivery.objects.filter(user_id=user_id).exists()
+
+
+def test_record_broadcast_in_small_chunks_counts_everyone(people, settings) -> None:
+    from notifications import conf
+
+    settings.NOTIFICATIONS = {**settings.NOTIFICATIONS, "CHUNK_SIZE": 1}
+    assert conf.get().CHUNK_SIZE == 1  # one user per transaction
+    row = notification(audience=Audience.ALL)
+    claim_broadcast(row.pk)
+    assert record_broadcast(row.pk) == 4
+    assert Delivery.objects.filter(notification=row).count() == 4
+
+
+def test_a_recording_that_died_halfway_is_finished_by_the_next(people) -> None:
+    row = notification(audience=Audience.ALL)
+    claim_broadcast(row.pk)
+    halfway = audience_queryset(row).filter(pk__in=pks(people["staff"]))
+    deliveries_record_audience(row.pk, halfway, chunk_size=10)  # then the listener died
+    assert unrecorded_notification_ids() == [row.pk]
+    assert record_broadcast(row.pk) == 4
+    assert Delivery.objects.filter(notification=row).count() == 4
+    assert unrecorded_notification_ids() == []
