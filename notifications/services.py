@@ -156,14 +156,12 @@ def deliveries_record_audience_chunks(
         else ("INSERT INTO", " ON CONFLICT DO NOTHING")
     )
     users = users.order_by("pk")
-    last = 0
+    rest = users
     while True:
-        boundary = (
-            users.filter(pk__gt=last).values_list("pk", flat=True)[chunk_size - 1 : chunk_size]
-        ).first()
-        chunk = users.filter(pk__gt=last)
-        if boundary is not None:
-            chunk = chunk.filter(pk__lte=boundary)
+        # The first user of the next chunk, if there is one: an audience that fits in one
+        # chunk costs this lookup and one INSERT, nothing more.
+        next_start = rest.values_list("pk", flat=True)[chunk_size : chunk_size + 1].first()
+        chunk = rest if next_start is None else rest.filter(pk__lt=next_start)
         select_sql, select_params = chunk.values("pk").query.sql_with_params()
         with connection.cursor() as cursor:
             cursor.execute(
@@ -172,9 +170,9 @@ def deliveries_record_audience_chunks(
                 [notification_id, DeliveryState.PENDING, now, *select_params],
             )
             yield max(cursor.rowcount, 0)
-        if boundary is None:
+        if next_start is None:
             return
-        last = boundary
+        rest = users.filter(pk__gte=next_start)
 
 
 def deliveries_record_pairs(pairs: Iterable[tuple[int, int]]) -> int:
