@@ -435,3 +435,19 @@ def test_a_recording_that_died_halfway_is_finished_by_the_next(people) -> None:
     assert record_broadcast(row.pk) == 4
     assert Delivery.objects.filter(notification=row).count() == 4
     assert unrecorded_notification_ids() == []
+
+
+def test_audience_id_ranges_cover_the_ids_in_steps_and_skip_nothing() -> None:
+    from notifications.services import audience_id_ranges
+
+    users = UserFactory.create_batch(5)
+    users[2].delete()  # a gap in the ids
+    everyone = audience_queryset(notification(audience=Audience.ALL))
+    ranges = audience_id_ranges(everyone, chunk_size=2)
+    low, high = users[0].pk, users[-1].pk
+    assert ranges[0].start == low
+    assert ranges[-1].stop == high + 1
+    assert all(len(r) <= 2 for r in ranges)
+    covered = [pk for r in ranges for pk in r]
+    assert covered == list(range(low, high + 1))  # contiguous, disjoint, ascending
+    assert audience_id_ranges(everyone.none(), chunk_size=2) == []
