@@ -62,9 +62,9 @@ def connect_state(user_id: int) -> tuple[list[int], int, int | None]:
 aconnect_state = db_async(connect_state)
 
 
-def preload_connect_state(user: Any) -> tuple[int, tuple[list[int], int, int | None]]:
+def preload_connect_state(user: Any) -> tuple[list[int], int, int | None]:
     """``connect_state`` for SessionAuthMiddleware's ``preload``: read with session and user."""
-    return user.pk, connect_state(user.pk)
+    return connect_state(user.pk)
 
 
 def missed_with_in_flight(user_id: int, since: int | None) -> Any:
@@ -116,10 +116,9 @@ class NotificationConsumer(AsyncWebsocketConsumer):
         # dispatched between that read and the joins below is not lost: a pushed frame
         # waits for hello, and the sync that follows hello finds the rest (on_sync).
         preloaded = self.scope.get("preloaded")
-        if preloaded is not None and preloaded[0] == user.pk:
-            group_ids, unread, last_id = preloaded[1]
-        else:
-            group_ids, unread, last_id = await aconnect_state(self.user_id)
+        if preloaded is None:
+            preloaded = await aconnect_state(self.user_id)
+        group_ids, unread, last_id = preloaded
         wanted = user_groups(user.pk, user.is_staff, group_ids)
         if self.session_group:
             wanted.add(self.session_group)

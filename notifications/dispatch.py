@@ -89,7 +89,7 @@ def dispatch_notification(notification_id: int, now: datetime | None = None) -> 
             return None
         notification = Notification.objects.get(pk=notification_id)
         count = 0
-        expired = notification.expires_at is not None and notification.expires_at <= now
+        expired = notification.expired_by(now)
         if not expired:
             count = deliveries_record_audience(
                 notification.pk, audience_queryset(notification), chunk_size, now
@@ -180,9 +180,7 @@ def _dispatch_single_user_batch(ids: list[int], now: datetime) -> list[Dispatche
         reached = [
             row
             for row in rows
-            if row.recipient is not None
-            and row.recipient.is_active
-            and not (row.expires_at and row.expires_at <= now)
+            if row.recipient is not None and row.recipient.is_active and not row.expired_by(now)
         ]
         deliveries_record_pairs([(row.pk, row.recipient_id) for row in reached])
         reached_pks = {row.pk for row in reached}
@@ -201,7 +199,7 @@ def _dispatch_single_user_batch(ids: list[int], now: datetime) -> list[Dispatche
             notification=serialize_notification(row),
             groups=[user_group(row.recipient_id)] if row.pk in reached_pks else [],
             recipient_count=1 if row.pk in reached_pks else 0,
-            expired=bool(row.expires_at and row.expires_at <= now),
+            expired=row.expired_by(now),
             elapsed_ms=elapsed_ms,
             audience=row.audience,
         )
@@ -229,7 +227,7 @@ def claim_broadcast(notification_id: int, now: datetime | None = None) -> Dispat
         if not claimed:
             return None
         notification = Notification.objects.get(pk=notification_id)
-        expired = notification.expires_at is not None and notification.expires_at <= now
+        expired = notification.expired_by(now)
         if expired:
             Notification.objects.filter(pk=notification_id).update(recorded_at=now)
     return Dispatched(
@@ -264,7 +262,7 @@ def record_broadcast(notification_id: int, now: datetime | None = None) -> int |
     notification = _lock_unrecorded(notification_id, lock=False)
     if notification is None:
         return None
-    expired = notification.expires_at is not None and notification.expires_at <= now
+    expired = notification.expired_by(now)
     if not expired:
         users = audience_queryset(notification)
         chunk_size = conf.get().CHUNK_SIZE

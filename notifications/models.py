@@ -169,7 +169,11 @@ class Notification(models.Model):
 
     @property
     def is_expired(self) -> bool:
-        return self.expires_at is not None and self.expires_at <= timezone.now()
+        return self.expired_by(timezone.now())
+
+    def expired_by(self, moment: Any) -> bool:
+        """Whether the notification has expired at ``moment`` (dispatch judges at its own)."""
+        return self.expires_at is not None and self.expires_at <= moment
 
 
 class DeliveryState(models.TextChoices):

@@ -9,7 +9,7 @@ from typing import Any
 from django.contrib.auth.models import AbstractBaseUser
 from django.utils import timezone
 
-from notifications import conf
+from notifications import conf, handshake_sql
 from notifications.asyncdb import db_async
 from notifications.events import SerializedNotification, serialize_notification
 from notifications.models import Delivery, DeliveryState
@@ -129,8 +129,6 @@ def badge_state(user: AbstractBaseUser | Any) -> tuple[int, int | None]:
     Both come from one snapshot: a delivery committing meanwhile is in both or in neither,
     so the client never sees a count it cannot explain. (SQL built once: handshake_sql.)
     """
-    from notifications import handshake_sql
-
     return handshake_sql.badge_state(getattr(user, "pk", user))
 
 
@@ -155,7 +153,7 @@ def notification_state(notification: Any, now: Any = None) -> str:
     from django.utils import timezone
 
     now = now or timezone.now()
-    if notification.expires_at is not None and notification.expires_at <= now:
+    if notification.expired_by(now):
         return STATE_EXPIRED
     if notification.dispatched_at is not None:
         return STATE_DISPATCHED
