@@ -40,7 +40,12 @@ def _badge_sql(alias: str) -> str:
 
 
 def badge_state(user_id: int, now: datetime | None = None) -> tuple[int, int | None]:
-    """Return (unread live notifications, notification id of the newest Delivery)."""
+    """Return (unread live notifications, notification id of the newest Delivery).
+
+    "Newest" is dispatch order (the Delivery row's id), not notification id order: a
+    scheduled notification has an old id and is dispatched late. A client that does not
+    know this id has missed something.
+    """
     alias = router.db_for_read(Delivery)
     connection = connections[alias]
     moment = connection.ops.adapt_datetimefield_value(now or timezone.now())

@@ -24,21 +24,6 @@ def unread_count(user: AbstractBaseUser | Any) -> int:
     return Delivery.objects.for_user(user).unread().count()
 
 
-def last_notification_id(user: AbstractBaseUser | Any) -> int | None:
-    """Return the id of the notification most recently delivered to the user, or None.
-
-    "Most recently" is dispatch order (the Delivery row's id), not notification id order: a
-    scheduled notification has an old id and is dispatched late. A client that does not
-    know this id has missed something.
-    """
-    return (
-        Delivery.objects.filter(user=user)
-        .order_by("-id")
-        .values_list("notification_id", flat=True)
-        .first()
-    )
-
-
 def _serialize(delivery: Delivery) -> SerializedNotification:
     return serialize_notification(delivery.notification, read=delivery.state == DeliveryState.READ)
 

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from notifications.models import Audience, Delivery, DeliveryState, Notification
 from notifications.selectors import (
-    last_notification_id,
+    badge_state,
     missed_since,
     notification_page,
     unread_count,
@@ -48,7 +48,7 @@ def other():
     return UserFactory()
 
 
-# ---- unread_count / last_notification_id ---------------------------------------------------
+# ---- unread_count / badge_state -----------------------------------------------------------
 
 
 def test_unread_count_counts_pending_and_delivered(me) -> None:
@@ -74,11 +74,11 @@ def test_unread_count_is_per_user(me, other) -> None:
     assert unread_count(me.pk) == 1
 
 
-def test_last_notification_id(me, other) -> None:
-    assert last_notification_id(me) is None
+def test_last_id_is_the_users_newest_delivery(me, other) -> None:
+    assert badge_state(me) == (0, None)
     mine = deliver(me, 3)
     deliver(other, 2)  # newer, but not mine
-    assert last_notification_id(me) == max(mine)
+    assert badge_state(me) == (3, max(mine))
 
 
 # ---- notification_page ---------------------------------------------------------------------

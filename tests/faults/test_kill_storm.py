@@ -19,7 +19,7 @@ from django.db import connection
 from django.db.models import Count, Max
 
 from notifications.models import Delivery, Notification
-from notifications.selectors import last_notification_id
+from notifications.selectors import badge_state
 from tests.faults.conftest import (
     FAULT_TEST,
     Creator,
@@ -156,7 +156,7 @@ def test_kill_storm(stack: Stack, run_creator: Callable[..., Creator]) -> None:
     # Let each client's sync cursor reach the last delivery (one more ping): what it then
     # holds only by push is what no sync after the cursor could return — rows that landed
     # behind it.
-    last = {u.pk: last_notification_id(u) for u in clients_users}
+    last = {u.pk: badge_state(u)[1] for u in clients_users}
     wait_until(
         lambda: all(
             c.snapshot().sync_cursor == last[u.pk]
