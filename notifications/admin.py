@@ -1,6 +1,6 @@
 """Admin: compose notifications, follow their delivery, resend to the undelivered, expire.
 
-Staff may look at everything; composing needs ``notifications.add_notification``. Once a
+Staff may look at everything; composing needs ``realtime_notifications.add_notification``. Once a
 notification is dispatched its content is what people received, so only its expiry changes.
 Deliveries are a record, never edited here.
 """
@@ -92,7 +92,7 @@ def _short_datetime(value: Any) -> SafeString:
 def deliveries_url(notification_id: int, **extra: str) -> str:
     """Return the delivery changelist filtered to one notification."""
     query = {"notification__id__exact": str(notification_id), **extra}
-    return f"{reverse('admin:notifications_delivery_changelist')}?{urlencode(query)}"
+    return f"{reverse('admin:realtime_notifications_delivery_changelist')}?{urlencode(query)}"
 
 
 class StateListFilter(admin.SimpleListFilter):
@@ -253,7 +253,7 @@ class NotificationAdmin(admin.ModelAdmin):
     def preview(self, obj: Notification) -> SafeString:
         first_line = (obj.body or "").strip().splitlines()[:1]
         return render_to_string(
-            "admin/notifications/notification/preview.html",
+            "admin/realtime_notifications/notification/preview.html",
             {
                 "notification": obj,
                 "level": obj.level if obj.level in Level.values else Level.INFO,
@@ -268,7 +268,7 @@ class NotificationAdmin(admin.ModelAdmin):
             return gettext("Not sent yet.")
         stats = notification_delivery_stats(obj.pk)
         return render_to_string(
-            "admin/notifications/notification/delivery_stats.html",
+            "admin/realtime_notifications/notification/delivery_stats.html",
             {
                 "stats": stats,
                 "delivered_bar": _progress(
@@ -310,7 +310,7 @@ class NotificationAdmin(admin.ModelAdmin):
             format_html(
                 '{}: <a href="{}">{}</a>',
                 capfirst(Notification._meta.verbose_name),
-                reverse("admin:notifications_notification_change", args=[obj.pk]),
+                reverse("admin:realtime_notifications_notification_change", args=[obj.pk]),
                 obj,
             )
             for obj in objs
@@ -465,7 +465,7 @@ class DeliveryAdmin(admin.ModelAdmin):
     def notification_link(self, obj: Delivery) -> SafeString:
         return format_html(
             '<a href="{}">{}</a>',
-            reverse("admin:notifications_notification_change", args=[obj.notification_id]),
+            reverse("admin:realtime_notifications_notification_change", args=[obj.notification_id]),
             obj.notification.title,
         )
 
@@ -490,7 +490,7 @@ class DeliveryAdmin(admin.ModelAdmin):
                         "delivery_notification": notification,
                         "delivery_stats": stats,
                         "notification_url": reverse(
-                            "admin:notifications_notification_change", args=[notification_id]
+                            "admin:realtime_notifications_notification_change", args=[notification_id]
                         ),
                     }
                 )

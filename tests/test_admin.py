@@ -21,9 +21,9 @@ from notifications.events import user_group
 from notifications.models import Audience, Delivery, DeliveryState, Level, Notification
 from tests.factories import GroupFactory, StaffFactory, UserFactory
 
-CHANGELIST = "/admin/notifications/notification/"
+CHANGELIST = "/admin/realtime_notifications/notification/"
 ADD = f"{CHANGELIST}add/"
-DELIVERIES = "/admin/notifications/delivery/"
+DELIVERIES = "/admin/realtime_notifications/delivery/"
 
 
 def change_url(notification: Notification) -> str:
@@ -307,7 +307,7 @@ def test_a_composer_with_add_permission_can_compose_and_search_users(client, db)
     found = client.get(
         "/admin/autocomplete/",
         {
-            "app_label": "notifications",
+            "app_label": "realtime_notifications",
             "model_name": "notification",
             "field_name": "recipient",
             "term": "alice-sea",

@@ -50,7 +50,7 @@ class Migration(migrations.Migration):
                 ('delivered_at', models.DateTimeField(blank=True, null=True, verbose_name='delivered at')),
                 ('read_at', models.DateTimeField(blank=True, null=True, verbose_name='read at')),
                 ('user', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='notification_deliveries', to=settings.AUTH_USER_MODEL, verbose_name='user')),
-                ('notification', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='deliveries', to='notifications.notification', verbose_name='notification')),
+                ('notification', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='deliveries', to='realtime_notifications.notification', verbose_name='notification')),
             ],
             options={
                 'verbose_name': 'delivery',

@@ -10,7 +10,7 @@ from django.db import migrations, models
 
 
 def mark_dispatched_as_recorded(apps, schema_editor):
-    Notification = apps.get_model("notifications", "Notification")
+    Notification = apps.get_model("realtime_notifications", "Notification")
     Notification.objects.filter(dispatched_at__isnull=False, recorded_at__isnull=True).update(
         recorded_at=models.F("dispatched_at")
     )
@@ -19,7 +19,7 @@ def mark_dispatched_as_recorded(apps, schema_editor):
 class Migration(migrations.Migration):
     dependencies = [
         ("auth", "0012_alter_user_first_name_max_length"),
-        ("notifications", "0002_delivery_dispatch_order_index"),
+        ("realtime_notifications", "0002_delivery_dispatch_order_index"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
@@ -40,7 +40,7 @@ class Migration(migrations.Migration):
                 db_index=False,
                 on_delete=django.db.models.deletion.CASCADE,
                 related_name="deliveries",
-                to="notifications.notification",
+                to="realtime_notifications.notification",
                 verbose_name="notification",
             ),
         ),

@@ -51,7 +51,7 @@ def test_badge_rises_live_from_code_and_from_the_admin(new_context):
 
     # 2. From the Django admin, driven in a second browser (its own cookies).
     admin_page = log_in(new_context(), admin.username)
-    admin_page.goto("/admin/notifications/notification/add/")
+    admin_page.goto("/admin/realtime_notifications/notification/add/")
     admin_page.locator("#id_title").fill("Sent from the admin")
     choose(admin_page, "audience", "user")
     # The recipient is a select2 autocomplete: open it, type, pick the match.
@@ -71,7 +71,7 @@ def test_badge_rises_live_from_code_and_from_the_admin(new_context):
 
     # The changelist for the README, once the user's page has acknowledged it.
     wait_until(lambda: delivery_state(user, sent) == DeliveryState.DELIVERED, what="the ack")
-    admin_page.goto("/admin/notifications/notification/")
+    admin_page.goto("/admin/realtime_notifications/notification/")
     screenshot(admin_page, "admin-changelist.png")
 
 

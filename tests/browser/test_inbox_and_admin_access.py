@@ -52,15 +52,15 @@ def test_the_inbox_filters_paginates_and_marks_read(new_context):
 def test_only_permitted_staff_reach_the_compose_page(new_context):
     plain = UserFactory()
     page = log_in(new_context(), plain.username)
-    page.goto("/admin/notifications/notification/add/")
+    page.goto("/admin/realtime_notifications/notification/add/")
     # Not staff: the admin asks for a staff login instead.
     expect(page.locator("#login-form")).to_be_visible()
 
     viewer = StaffFactory()
     page = log_in(new_context(), viewer.username)
-    response = page.goto("/admin/notifications/notification/add/")
+    response = page.goto("/admin/realtime_notifications/notification/add/")
     assert response is not None and response.status == 403
-    page.goto("/admin/notifications/notification/")
+    page.goto("/admin/realtime_notifications/notification/")
     expect(page.get_by_role("link", name="Add notification")).to_have_count(0)
 
     composer = StaffFactory()
@@ -69,6 +69,6 @@ def test_only_permitted_staff_reach_the_compose_page(new_context):
         Permission.objects.get(codename="view_user"),
     )
     page = log_in(new_context(), composer.username)
-    response = page.goto("/admin/notifications/notification/add/")
+    response = page.goto("/admin/realtime_notifications/notification/add/")
     assert response is not None and response.status == 200
     expect(page.locator("#notification_form")).to_be_visible()

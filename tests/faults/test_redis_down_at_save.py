@@ -20,8 +20,8 @@ from tests.faults.conftest import FAULT_TEST, Stack, make_users, wait_until
 
 pytestmark = FAULT_TEST
 
-ADD = "/admin/notifications/notification/add/"
-CHANGELIST = "/admin/notifications/notification/"
+ADD = "/admin/realtime_notifications/notification/add/"
+CHANGELIST = "/admin/realtime_notifications/notification/"
 
 
 def compose(recipient_id: int, title: str) -> dict[str, str]:
