@@ -56,6 +56,10 @@ DEFAULTS: dict[str, Any] = {
     # The bell pings this often: it notices a dead connection, a lost push (pong's last_id)
     # and a drifted badge (pong's unread) within one interval.
     "BELL_PING_INTERVAL": 30.0,
+    # The template the inbox page extends. It must define {% block content %} (and may define
+    # {% block title %} and {% block head %}); the app's own is a plain standalone page, so the
+    # inbox works on a site whose layout has another name.
+    "BASE_TEMPLATE": "notifications/base.html",
     # Send a welcome notification to every new user (a model-signal example).
     "WELCOME_NEW_USERS": True,
     # Tell users when they are added to a Group (a model-signal example).
@@ -86,6 +90,7 @@ class NotificationSettings:
     HEALTH_CHECK_TIMEOUT: float
     HEARTBEAT_MAX_AGE: float
     BELL_PING_INTERVAL: float
+    BASE_TEMPLATE: str
     WELCOME_NEW_USERS: bool
     NOTIFY_GROUP_JOINS: bool
 
