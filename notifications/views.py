@@ -173,6 +173,7 @@ def inbox(request: HttpRequest) -> HttpResponse:
         request,
         "notifications/inbox.html",
         {
+            "base_template": conf.get().BASE_TEMPLATE,
             "page": page,
             "items": [_inbox_item(delivery, now) for delivery in page.deliveries],
             "unread_only": unread_only,

@@ -134,6 +134,8 @@ NOTIFICATIONS = {
     "REDIS_URL": REDIS_URL,
     "REDIS_OPTIONS": REDIS_OPTIONS,
     "CHANNEL": os.environ.get("NOTIFICATIONS_CHANNEL", "notifications"),
+    # The inbox sits inside the demo's own layout (header, bell, account menu).
+    "BASE_TEMPLATE": "base.html",
 }
 
 SESSION_COOKIE_HTTPONLY = True

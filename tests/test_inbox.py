@@ -313,3 +313,47 @@ def test_inbox_query_count_does_not_grow(client_of, user, django_assert_max_num_
         deliver(user, f"m{i}")
     with django_assert_max_num_queries(len(few.captured_queries)):
         assert len(shown_ids(client_of.get(INBOX))) == 20
+
+
+# ---- inside any site's layout ------------------------------------------------------------
+
+
+def test_inbox_stands_alone_without_a_site_layout(client_of, user, settings):
+    """A host site without a base.html (or with one named otherwise) still gets a whole page."""
+    settings.NOTIFICATIONS = {**settings.NOTIFICATIONS, "BASE_TEMPLATE": "notifications/base.html"}
+    settings.TEMPLATES = [{**settings.TEMPLATES[0], "DIRS": []}]  # no site templates at all
+    deliver(user, "Standalone")
+    response = client_of.get(INBOX)
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert "<title>Notifications</title>" in html
+    assert "notifyproject" not in html
+    assert "notifications/inbox.css" in html
+    assert "Standalone" in inbox_html(response)
+
+
+def test_inbox_extends_the_layout_the_site_names(client_of, user, settings):
+    settings.NOTIFICATIONS = {**settings.NOTIFICATIONS, "BASE_TEMPLATE": "base.html"}
+    response = client_of.get(INBOX)
+    html = response.content.decode()
+    assert "data-notification-bell" in html  # the demo layout's header
+    assert "<title>Notifications</title>" in html
+
+
+def test_inbox_styles_do_not_depend_on_the_site_stylesheet():
+    """Every class the inbox template uses is styled by the app's own inbox.css."""
+    from pathlib import Path
+
+    import notifications
+
+    root = Path(notifications.__file__).parent
+    template = (root / "templates/notifications/inbox.html").read_text()
+    css = (root / "static/notifications/inbox.css").read_text()
+    used = {
+        name
+        for attr in re.findall(r'class="([^"{]+)', template)
+        for name in attr.split()
+        if name not in {"unread"}
+    }
+    missing = sorted(name for name in used if f".{name}" not in css)
+    assert missing == []

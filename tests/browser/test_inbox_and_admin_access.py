@@ -34,9 +34,9 @@ def test_the_inbox_filters_paginates_and_marks_read(new_context):
     page.get_by_role("link", name="Newer").click()
     expect(items).to_have_count(20)
 
-    page.locator("nav.tabs").get_by_role("link", name="Unread").click()
+    page.locator("nav.ninbox-tabs").get_by_role("link", name="Unread").click()
     expect(items).to_have_count(15)
-    expect(page.locator("main .inbox-item:not(.unread)")).to_have_count(0)
+    expect(page.locator("main .ninbox-item:not(.unread)")).to_have_count(0)
 
     newest = created[-1]
     page.locator(f'[data-notification-id="{newest.pk}"]').get_by_role("button").click()
