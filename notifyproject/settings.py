@@ -29,6 +29,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "channels",
     "notifications",
+    "notifyproject.demo",  # demo users, the benchmark, run_stack: never in the wheel
 ]
 
 MIDDLEWARE = [

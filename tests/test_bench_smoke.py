@@ -14,8 +14,8 @@ import redis
 from django.contrib.auth import get_user_model
 from django.contrib.sessions.models import Session
 
-from notifications.bench.config import SCENARIOS
 from notifications.models import Notification
+from notifyproject.demo.bench.config import SCENARIOS
 from tests import processes
 
 pytestmark = [

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import redis
 
-from notifications.bench.workers import BenchError, spawn, tail, terminate
+from notifyproject.demo.bench.workers import BenchError, spawn, tail, terminate
 
 START_TIMEOUT = 60.0
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")

@@ -1,6 +1,6 @@
 """Benchmark the real stack: daphne, the listener, Redis and real WebSockets (issue 5).
 
-The work is done by ``notifications.bench``; this command only reads the options.
+The work is done by ``notifyproject.demo.bench``; this command only reads the options.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from notifications.bench.config import (
+from notifyproject.demo.bench.config import (
     AUDIENCE_MODES,
     CLIENT_MODES,
     SCENARIOS,
@@ -121,7 +121,7 @@ class Command(BaseCommand):
             output=options["output"],
             purge=options["purge"],
         )
-        from notifications.bench.runner import run
+        from notifyproject.demo.bench.runner import run
 
         status = run(bench_options, self.stdout, self.stderr)
         if status:

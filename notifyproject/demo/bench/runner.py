@@ -33,20 +33,20 @@ from django.http.request import validate_host
 from django.test.utils import override_settings
 
 from notifications import conf, publisher
-from notifications.bench import peers
-from notifications.bench.config import RUN_ORDER, TITLES, Options
-from notifications.bench.pool import ClientPool, Creators
-from notifications.bench.population import Population, purge_leftovers
-from notifications.bench.report import (
+from notifyproject.demo.bench import peers
+from notifyproject.demo.bench.config import RUN_ORDER, TITLES, Options
+from notifyproject.demo.bench.pool import ClientPool, Creators
+from notifyproject.demo.bench.population import Population, purge_leftovers
+from notifyproject.demo.bench.report import (
     Progress,
     machine,
     render_table,
     scenario_document,
     write_json,
 )
-from notifications.bench.scenarios import RUNNERS, Context, ScenarioRun
-from notifications.bench.stack import Stack
-from notifications.bench.workers import BenchError, raise_fd_limit
+from notifyproject.demo.bench.scenarios import RUNNERS, Context, ScenarioRun
+from notifyproject.demo.bench.stack import Stack
+from notifyproject.demo.bench.workers import BenchError, raise_fd_limit
 
 
 def project_root() -> Path:

@@ -1,6 +1,6 @@
 """Commit notifications for ``bench_notifications`` and say when each commit happened.
 
-Run by the benchmark as ``python -m notifications.bench.creator`` with its environment (its
+Run by the benchmark as ``python -m notifyproject.demo.bench.creator`` with its environment (its
 own ``NOTIFICATIONS_CHANNEL`` and ``CHANNELS_PREFIX``). It creates notifications the way an
 application does, one ``notify()`` / ``broadcast()`` per transaction, and records
 ``time.time()`` in an ``on_commit`` callback registered *before* the create, so it runs right

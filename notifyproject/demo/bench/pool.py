@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from notifications.bench.workers import BenchError, Worker
+from notifyproject.demo.bench.workers import BenchError, Worker
 
 CLIENTS_SCRIPT = Path(__file__).with_name("clients.py")
 SOCKETS_PER_PROCESS = 2500
@@ -213,7 +213,7 @@ class Creators:
         name = f"creator-{self._started}"
         return Worker(
             name,
-            [sys.executable, "-m", "notifications.bench.creator"],
+            [sys.executable, "-m", "notifyproject.demo.bench.creator"],
             env=self.env,
             cwd=self.cwd,
             log_path=self.log_dir / f"{name}.log",

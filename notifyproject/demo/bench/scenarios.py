@@ -16,15 +16,15 @@ from typing import Any
 
 from django.db.models import Count, Max
 
-from notifications.bench import peers
-from notifications.bench.config import FIGURES, POLLING_MEAN_MS, Options, Sizes
-from notifications.bench.pool import ClientPool, Creators, Opened
-from notifications.bench.population import Population
-from notifications.bench.report import Progress
-from notifications.bench.stack import Stack
-from notifications.bench.stats import latency_summary, percentile, slope, summarize
-from notifications.bench.workers import BenchError
 from notifications.models import Delivery, DeliveryState, Notification
+from notifyproject.demo.bench import peers
+from notifyproject.demo.bench.config import FIGURES, POLLING_MEAN_MS, Options, Sizes
+from notifyproject.demo.bench.pool import ClientPool, Creators, Opened
+from notifyproject.demo.bench.population import Population
+from notifyproject.demo.bench.report import Progress
+from notifyproject.demo.bench.stack import Stack
+from notifyproject.demo.bench.stats import latency_summary, percentile, slope, summarize
+from notifyproject.demo.bench.workers import BenchError
 
 SETTLE_SECONDS = 0.3  # after the expected frames arrived: time for late or duplicate ones
 

@@ -27,8 +27,8 @@ from django.db import connection
 from django.db.models import Model, QuerySet
 from django.utils import timezone
 
-from notifications.bench.workers import BenchError
 from notifications.models import Audience, Delivery, Notification
+from notifyproject.demo.bench.workers import BenchError
 
 CHUNK = 900  # ids per IN (...) list: under SQLite's old 999-variable limit
 LEFTOVER_USERS = r"^bench-[0-9a-f]{8}-"
@@ -254,7 +254,7 @@ def purge_leftovers() -> dict[str, int]:
         user_model._default_manager.filter(pk__in=part).delete()
     removed["users"] = len(ids)
     removed["groups"] = Group.objects.filter(name__regex=LEFTOVER_GROUPS).delete()[0]
-    from notifications.bench.peers import drop_leftover_tables
+    from notifyproject.demo.bench.peers import drop_leftover_tables
 
     removed["tables"] = drop_leftover_tables(LEFTOVER_TABLES)
     return removed

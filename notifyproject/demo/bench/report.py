@@ -15,8 +15,8 @@ import django
 from django.conf import settings
 from django.db import connection
 
-from notifications.bench.config import FIGURES, SCENARIOS, TITLES, Figure
-from notifications.bench.stats import summarize
+from notifyproject.demo.bench.config import FIGURES, SCENARIOS, TITLES, Figure
+from notifyproject.demo.bench.stats import summarize
 
 PACKAGES = ("channels", "channels-redis", "daphne", "redis", "websockets", "psycopg", "Twisted")
 
