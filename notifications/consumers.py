@@ -17,6 +17,7 @@ from notifications.dispatch import apush_read
 from notifications.events import ClientFrame, FrameError
 from notifications.fanout import LocalHub, encode_frame, get_hub
 from notifications.handshake_sql import auth_group_ids
+from notifications.origin import handshake_origin_allowed
 from notifications.selectors import abadge_state, badge_state, missed_since
 from notifications.services import (
     adeliveries_mark_all_read,
@@ -97,6 +98,11 @@ class NotificationConsumer(AsyncWebsocketConsumer):
         user = self.scope.get("user")
         self.joined: set[str] = set()
         self.early: list[tuple[dict[str, Any], str | None]] | None = []
+        if not handshake_origin_allowed(self.scope):
+            # Closing before accept refuses the handshake (HTTP 403): another site's page
+            # must not open a socket with our user's cookie, whatever wraps this consumer.
+            await self.close()
+            return
         if user is None or not user.is_authenticated:
             # Accept, then close with 4401, so the page can tell "log in again" from a drop.
             await self.accept()
