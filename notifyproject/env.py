@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from notifications.setup import sqlite_database
+
 TRUE_VALUES = {"1", "true", "yes", "on"}
 FALSE_VALUES = {"0", "false", "no", "off", ""}
 
@@ -65,19 +67,3 @@ def parse_database_url(url: str, base_dir: Path) -> dict[str, Any]:
             "OPTIONS": db_options,
         }
     raise ValueError(f"DATABASE_URL scheme {scheme!r} is not supported (use sqlite or postgres)")
-
-
-def sqlite_database(path: Path) -> dict[str, Any]:
-    """Return a SQLite DATABASES entry tuned for several processes writing at once."""
-    return {
-        "ENGINE": "django.db.backends.sqlite3",
-        "NAME": str(path),
-        "OPTIONS": {
-            # daphne, the listener and the tests write concurrently: wait for the lock rather
-            # than fail, take it at BEGIN so no transaction deadlocks upgrading a read lock,
-            # and let readers proceed while a writer works (WAL).
-            "timeout": 30,
-            "transaction_mode": "IMMEDIATE",
-            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
-        },
-    }

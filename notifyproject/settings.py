@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from notifications.setup import MAX_CONNECTIONS, channel_layers
 from notifyproject.env import env_bool, env_list, parse_database_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -99,37 +100,14 @@ REDIS_OPTIONS = (
 )
 
 # The channel layer may be sharded over several Redis servers (groups and channels are spread
-# by consistent hashing); by default it is the one at REDIS_URL.
-CHANNEL_LAYER_URLS = [
-    url.strip() for url in os.environ.get("CHANNEL_LAYER_URLS", REDIS_URL).split(",") if url.strip()
-]
-
-CHANNEL_LAYERS = {
-    "default": {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {
-            "hosts": [
-                {
-                    "address": url,
-                    # redis-py 8 defaults every socket to a 5 s timeout, the same 5 s that
-                    # channels-redis blocks on BZPOPMIN: idle consumers would crash with 1011
-                    # (redis-py#4091). Block as long as the layer asks.
-                    "socket_timeout": None,
-                    "socket_connect_timeout": 5,
-                    # The default pool of 100 raises MaxConnectionsError under bursts of
-                    # handshakes and disconnects; one daphne process serves thousands.
-                    "max_connections": int(os.environ.get("REDIS_MAX_CONNECTIONS", "1000")),
-                    **REDIS_OPTIONS,
-                }
-                for url in CHANNEL_LAYER_URLS
-            ],
-            # The default capacity of 100 drops messages silently to a busy channel.
-            "capacity": 5000,
-            "expiry": 60,
-            "prefix": os.environ.get("CHANNELS_PREFIX", "asgi"),
-        },
-    }
-}
+# by consistent hashing); by default it is the one at REDIS_URL. The helper sets the options
+# learned the hard way (no socket timeout on blocking reads, a large pool, a large capacity).
+CHANNEL_LAYERS = channel_layers(
+    os.environ.get("CHANNEL_LAYER_URLS", REDIS_URL),
+    max_connections=int(os.environ.get("REDIS_MAX_CONNECTIONS", MAX_CONNECTIONS)),
+    prefix=os.environ.get("CHANNELS_PREFIX", "asgi"),
+    options=REDIS_OPTIONS,
+)
 
 NOTIFICATIONS = {
     "REDIS_URL": REDIS_URL,
