@@ -11,7 +11,8 @@ from django.core.signals import setting_changed
 from django.dispatch import receiver
 
 DEFAULTS: dict[str, Any] = {
-    # Where the save hook publishes and the listener subscribes.
+    # Where the save hook publishes and the listener subscribes. Unset, it is the default
+    # channel layer's first Redis host (see layer_redis_defaults), and only then this.
     "REDIS_URL": "redis://127.0.0.1:6379/0",
     # Extra keyword arguments for every Redis client the app makes (pub/sub, PUBLISH, health),
     # e.g. {"ssl_ca_certs": "/etc/ssl/redis-ca.pem"} for a rediss:// URL with a private CA.
@@ -180,6 +181,56 @@ def _has_type(value: Any, expected: str) -> bool:
     return isinstance(value, str)
 
 
+# Keys of a channel layer host dict that say which server and who we are, and so carry
+# over to the app's own clients; the layer's timeouts and pool size are its own business.
+_CARRIED_HOST_KEYS = ("username", "password")
+
+
+def layer_redis_defaults(values: dict[str, Any]) -> dict[str, Any]:
+    """Return REDIS_URL (and REDIS_OPTIONS) taken from the channel layer, for unset keys.
+
+    A site that sets up the channel layer and no NOTIFICATIONS would otherwise publish to
+    127.0.0.1 while its layer is elsewhere: every push would wait for the sweep, or fail
+    where no local Redis runs. Its first host (the first shard) is where the layer already
+    works, credentials and TLS options included.
+    """
+    if "REDIS_URL" in values:
+        return {}
+    layers = getattr(settings, "CHANNEL_LAYERS", None)
+    default = layers.get("default") if isinstance(layers, dict) else None
+    if not isinstance(default, dict) or not str(default.get("BACKEND", "")).startswith(
+        "channels_redis."
+    ):
+        return {}
+    hosts = (default.get("CONFIG") or {}).get("hosts") or []
+    if not isinstance(hosts, list | tuple) or not hosts:
+        return {}
+    host = hosts[0]
+    url = redis_url_of_host(host)
+    if url is None:
+        return {}
+    found: dict[str, Any] = {"REDIS_URL": url}
+    if isinstance(host, dict) and "REDIS_OPTIONS" not in values:
+        options = {
+            key: value
+            for key, value in host.items()
+            if isinstance(key, str) and (key.startswith("ssl") or key in _CARRIED_HOST_KEYS)
+        }
+        if options:
+            found["REDIS_OPTIONS"] = options
+    return found
+
+
+def redis_url_of_host(host: Any) -> str | None:
+    """Return a channel layer host (URL, (host, port) or a dict with an address) as a URL."""
+    address = host.get("address") if isinstance(host, dict) else host
+    if isinstance(address, str):
+        return address if address.startswith(("redis://", "rediss://", "unix://")) else None
+    if isinstance(address, list | tuple) and len(address) == 2:
+        return f"redis://{address[0]}:{address[1]}/0"
+    return None
+
+
 @cache
 def get() -> NotificationSettings:
     """Return the app settings; invalid values fall back to defaults (the checks report them)."""
@@ -187,14 +238,16 @@ def get() -> NotificationSettings:
     if not isinstance(values, dict):
         values = {}
     bad = {problem.key for problem in problems(values)}
+    defaults = {**DEFAULTS, **layer_redis_defaults(values)}
     merged = {
         key: (values[key] if key in values and key not in bad else default)
-        for key, default in DEFAULTS.items()
+        for key, default in defaults.items()
     }
     return NotificationSettings(**merged)
 
 
 @receiver(setting_changed, dispatch_uid="notifications.conf.reset")
 def _reset(*, setting: str, **kwargs: Any) -> None:
-    if setting == "NOTIFICATIONS":
+    # CHANNEL_LAYERS too: an unset REDIS_URL follows the channel layer.
+    if setting in ("NOTIFICATIONS", "CHANNEL_LAYERS"):
         get.cache_clear()

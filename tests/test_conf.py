@@ -47,14 +47,15 @@ def redis_layer(**config: Any) -> dict[str, Any]:
 
 
 def test_defaults_when_unset() -> None:
-    with override_settings(NOTIFICATIONS={}):
+    # No channel layer either: an unset REDIS_URL would follow it (tests/test_checks.py).
+    with override_settings(NOTIFICATIONS={}, CHANNEL_LAYERS={}):
         assert conf.get() == conf.NotificationSettings(**conf.DEFAULTS)
-    with override_settings(NOTIFICATIONS=None):
+    with override_settings(NOTIFICATIONS=None, CHANNEL_LAYERS={}):
         assert conf.get() == conf.NotificationSettings(**conf.DEFAULTS)
 
 
 def test_documented_defaults() -> None:
-    with override_settings(NOTIFICATIONS={}):
+    with override_settings(NOTIFICATIONS={}, CHANNEL_LAYERS={}):
         settings = conf.get()
     assert settings.CHANNEL == "notifications"
     assert settings.REDIS_URL == "redis://127.0.0.1:6379/0"
@@ -107,7 +108,7 @@ def test_invalid_values_fall_back_to_defaults() -> None:
 
 
 def test_not_a_dict_falls_back_to_defaults() -> None:
-    with override_settings(NOTIFICATIONS=["CHUNK_SIZE", 3]):
+    with override_settings(NOTIFICATIONS=["CHUNK_SIZE", 3], CHANNEL_LAYERS={}):
         assert conf.get() == conf.NotificationSettings(**conf.DEFAULTS)
 
 
@@ -205,10 +206,12 @@ def test_missing_default_layer_is_e010() -> None:
     assert layer_ids(None) == ["notifications.E010"]
 
 
-def test_in_memory_layer_without_debug_is_w001() -> None:
+def test_in_memory_layer_is_w001_with_debug_on_too() -> None:
+    # With DEBUG on, pushes still never cross from the listener to daphne: they only show
+    # up at the bell's next ping.
     layer = {"BACKEND": "channels.layers.InMemoryChannelLayer"}
     assert layer_ids(layer, debug=False) == ["notifications.W001"]
-    assert layer_ids(layer, debug=True) == []
+    assert layer_ids(layer, debug=True) == ["notifications.W001"]
 
 
 def test_host_dict_without_socket_timeout_none_is_w002() -> None:
