@@ -146,7 +146,7 @@ def check_wiring(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
             )
         )
     messages.extend(_redis_mismatch_messages())
-    messages.extend(_sqlite_messages())
+    messages.extend(sqlite_messages(settings.DATABASES))
     return messages
 
 
@@ -194,9 +194,10 @@ def _redis_mismatch_messages() -> list[CheckMessage]:
     ]
 
 
-def _sqlite_messages() -> list[CheckMessage]:
+def sqlite_messages(databases: dict[str, Any]) -> list[CheckMessage]:
+    """Return a W008 for each SQLite database of ``databases`` without IMMEDIATE transactions."""
     messages: list[CheckMessage] = []
-    for alias, database in settings.DATABASES.items():
+    for alias, database in databases.items():
         if not str(database.get("ENGINE", "")).endswith("sqlite3"):
             continue
         mode = str((database.get("OPTIONS") or {}).get("transaction_mode", "")).upper()
