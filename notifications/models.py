@@ -248,3 +248,38 @@ class Delivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.notification_id} → {self.user_id} ({self.state})"
+
+
+class ImportedNotification(models.Model):
+    """One row taken from another app's notification table: what makes an import idempotent.
+
+    ``manage.py import_django_notifications`` writes one per imported row, in the same
+    transaction as the Notification it created, and skips every source row already listed.
+    The record outlives its notification (SET_NULL): deleting an imported notification must
+    not bring it back on the next run.
+    """
+
+    source_table = models.CharField(_("source table"), max_length=100)
+    # Text, like django-notifications' own object ids: a swapped-in model may use any key type.
+    source_id = models.CharField(_("source id"), max_length=64)
+    notification = models.OneToOneField(
+        Notification,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("notification"),
+    )
+    imported_at = models.DateTimeField(_("imported at"), default=timezone.now, editable=False)
+
+    class Meta:
+        verbose_name = _("imported notification")
+        verbose_name_plural = _("imported notifications")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["source_table", "source_id"], name="imported_notification_unique_source"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.source_table} #{self.source_id} → {self.notification_id}"
