@@ -32,19 +32,21 @@ class OriginCheckMiddleware:
     """
 
     def __init__(self, inner: Any) -> None:
-        self.inner = inner
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
         from channels.security.websocket import WebsocketDenier
 
         from notifications.origin import handshake_origin_allowed
 
-        if scope["type"] == "websocket" and not handshake_origin_allowed(scope):
-            return await WebsocketDenier.as_asgi()(scope, receive, send)
+        self.inner = inner
+        self.allowed = handshake_origin_allowed
+        self.deny = WebsocketDenier.as_asgi()
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
+        if scope["type"] == "websocket" and not self.allowed(scope):
+            return await self.deny(scope, receive, send)
         return await self.inner(scope, receive, send)
 
 
-def websocket_application() -> Any:
+def websocket_application() -> OriginCheckMiddleware:
     """Return the app's WebSocket ASGI application: origin check, session auth, routes.
 
     Call it after Django is set up (after ``get_asgi_application()``): the routes import the
