@@ -36,7 +36,7 @@ $(DEV_STAMP): pyproject.toml | $(BIN)/python
 run: $(RUN_STAMP)  ## Migrate, seed the demo users, run Redis (if needed), daphne and the listener.
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py seed_demo
-	$(BIN)/python scripts/run_stack.py
+	$(BIN)/python manage.py run_stack
 
 # The custom-user-model suite needs settings of its own (AUTH_USER_MODEL is fixed per run).
 # Exit status 5 is pytest's "no tests collected" (e.g. PYTEST_ARGS filtered them all out).

@@ -47,6 +47,7 @@ from notifyproject.demo.bench.report import (
 from notifyproject.demo.bench.scenarios import RUNNERS, Context, ScenarioRun
 from notifyproject.demo.bench.stack import Stack
 from notifyproject.demo.bench.workers import BenchError, raise_fd_limit
+from notifyproject.demo.supervisor import SupervisorError
 
 
 def project_root() -> Path:
@@ -118,7 +119,7 @@ class Bench:
             except KeyboardInterrupt:
                 self.interrupted = True
                 self.progress.phase("interrupted: stopping the children and cleaning up")
-            except BenchError as exc:
+            except SupervisorError as exc:  # BenchError, or a child that would not start
                 self.errors.append(str(exc))
                 self.progress.phase(f"stopped: {exc}")
             except Exception as exc:

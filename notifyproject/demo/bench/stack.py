@@ -11,11 +11,8 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import shutil
 import signal
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -23,17 +20,12 @@ from pathlib import Path
 
 import redis
 
-from notifyproject.demo.bench.workers import BenchError, spawn, tail, terminate
+from notifyproject.demo import supervisor
+from notifyproject.demo.bench.workers import CHILD_OPTIONS, BenchError
 
 START_TIMEOUT = 60.0
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 ERROR_LINE = re.compile(r"Traceback|\bERROR\b|\bCRITICAL\b|Exception\b|Error:")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def rss_kib(pid: int) -> int | None:
@@ -81,13 +73,24 @@ def cpu_seconds(pid: int) -> float | None:
 class Child:
     """One daphne or listener process and its log."""
 
-    name: str
     kind: str  # "daphne" | "listener"
-    popen: subprocess.Popen[bytes]
-    log_path: Path
+    process: supervisor.Process
     port: int | None = None
     log_offset: int = 0
     errors: list[str] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.process.name
+
+    @property
+    def popen(self) -> subprocess.Popen[bytes]:
+        return self.process.popen
+
+    @property
+    def log_path(self) -> Path:
+        assert self.process.log_path is not None  # noqa: S101 - bench children always log
+        return self.process.log_path
 
     @property
     def pid(self) -> int:
@@ -120,7 +123,7 @@ class Child:
         return found
 
     def stop(self) -> None:
-        terminate(self.popen, timeout=10)
+        self.process.stop(timeout=10)
 
 
 class Stack:
@@ -149,15 +152,11 @@ class Stack:
     # ---- commands ------------------------------------------------------------------------
 
     def daphne_args(self, port: int) -> list[str]:
-        beside = Path(sys.executable).with_name("daphne")
-        found = str(beside) if beside.exists() else shutil.which("daphne")
-        daphne = [found] if found else [sys.executable, "-m", "daphne"]
-        return [*daphne, "-b", "127.0.0.1", "-p", str(port), self.asgi_application]
+        return supervisor.daphne_command(port, application=self.asgi_application)
 
     def listener_args(self) -> list[str]:
-        if (self.cwd / "manage.py").exists():
-            return [sys.executable, "manage.py", "listen_notifications"]
-        return [sys.executable, "-m", "django", "listen_notifications"]
+        # Verbosity 1: per-notification log lines would cost the listener measured CPU.
+        return supervisor.listener_command(verbosity=1, cwd=self.cwd)
 
     # ---- shape ---------------------------------------------------------------------------
 
@@ -193,33 +192,21 @@ class Stack:
             if child in group:
                 group.remove(child)
 
-    def _start_daphne(self) -> Child:
+    def _spawn(self, kind: str, args: list[str]) -> supervisor.Process:
         self._started += 1
-        port = free_port()
-        name = f"daphne-{self._started}"
+        name = f"{kind}-{self._started}"
         log = self.log_dir / f"{name}.log"
-        popen = spawn(self.daphne_args(port), env=self.env, cwd=self.cwd, log_path=log)
-        return Child(name, "daphne", popen, log, port=port)
+        return supervisor.spawn(name, args, self.env, cwd=self.cwd, output=log, **CHILD_OPTIONS)
+
+    def _start_daphne(self) -> Child:
+        port = supervisor.free_port()
+        return Child("daphne", self._spawn("daphne", self.daphne_args(port)), port=port)
 
     def _start_listener(self) -> Child:
-        self._started += 1
-        name = f"listener-{self._started}"
-        log = self.log_dir / f"{name}.log"
-        popen = spawn(self.listener_args(), env=self.env, cwd=self.cwd, log_path=log)
-        return Child(name, "listener", popen, log)
+        return Child("listener", self._spawn("listener", self.listener_args()))
 
     def _wait_for_port(self, child: Child) -> None:
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            if not child.alive():
-                raise BenchError(f"{child.name} exited at start:\n{tail(child.log_path)}")
-            with (
-                contextlib.suppress(OSError),
-                socket.create_connection(("127.0.0.1", child.port or 0), 0.2),
-            ):
-                return
-            time.sleep(0.05)
-        raise BenchError(f"{child.name} did not listen within {START_TIMEOUT:.0f} s")
+        child.process.wait_for_port(child.port or 0, START_TIMEOUT)
 
     def _wait_for_subscribers(self, count: int) -> None:
         """Wait until ``count`` listeners are subscribed to the run's channel."""
@@ -227,7 +214,7 @@ class Stack:
         while time.monotonic() < deadline:
             for child in self.listeners:
                 if not child.alive():
-                    raise BenchError(f"{child.name} exited at start:\n{tail(child.log_path)}")
+                    child.process.check_alive()
             numsub = dict(self.redis.pubsub_numsub(self.channel))
             subscribed = next(iter(numsub.values()), 0) if numsub else 0
             if subscribed >= count:
@@ -244,9 +231,7 @@ class Stack:
         """Raise if a child died since it started."""
         for child in self.daphnes + self.listeners:
             if not child.alive():
-                raise BenchError(
-                    f"{child.name} died (status {child.popen.returncode}):\n{tail(child.log_path)}"
-                )
+                child.process.check_alive("during the run")
 
     def cpu(self, kind: str | None = None) -> float:
         """Return the CPU seconds used so far by the children (of one kind)."""

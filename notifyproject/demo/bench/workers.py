@@ -1,19 +1,16 @@
 """Child processes of the benchmark: started in their own session, dying with the benchmark.
 
-``spawn`` starts any child with its output in a log file; ``Worker`` wraps a child that speaks
-JSON lines (one command on stdin, one reply on stdout): the socket clients and the creators.
+The supervisor (``notifyproject.demo.supervisor``) starts and stops them; ``Worker`` wraps a
+child that speaks JSON lines (one command on stdin, one reply on stdout): the socket clients
+and the creators.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import json
-import os
 import queue
 import resource
-import signal
 import subprocess
 import threading
 import time
@@ -21,31 +18,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 
-PR_SET_PDEATHSIG = 1
+from notifyproject.demo.supervisor import SupervisorError, spawn, tail
 
 
-class BenchError(RuntimeError):
+class BenchError(SupervisorError):
     """A failure of the benchmark itself, with a message meant for the person running it."""
-
-
-def _load_libc() -> Any:
-    name = ctypes.util.find_library("c")
-    if not name:
-        return None
-    try:
-        return ctypes.CDLL(name, use_errno=True)
-    except OSError:
-        return None
-
-
-# Loaded before any fork: the child only calls into it.
-_LIBC = _load_libc() if os.uname().sysname == "Linux" else None
-
-
-def _die_with_parent() -> None:
-    """In the child, before exec: get SIGTERM when the benchmark dies, even by SIGKILL."""
-    if _LIBC is not None:
-        _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def raise_fd_limit() -> int:
@@ -58,60 +35,9 @@ def raise_fd_limit() -> int:
     return soft
 
 
-def spawn(
-    args: list[str],
-    *,
-    env: dict[str, str],
-    cwd: Path,
-    log_path: Path,
-    stdin: int | None = subprocess.DEVNULL,
-    stdout: int | None = None,
-) -> subprocess.Popen[bytes]:
-    """Start a child in a new session (Ctrl-C reaches only the benchmark, which stops it).
-
-    Its stderr (and stdout unless piped) goes to ``log_path``.
-    """
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "ab") as log:
-        return subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
-            args,
-            cwd=cwd,
-            env=env,
-            stdin=stdin,
-            stdout=stdout if stdout is not None else log,
-            stderr=log,
-            start_new_session=True,
-            preexec_fn=_die_with_parent,
-        )
-
-
-def terminate(popen: subprocess.Popen[bytes], timeout: float = 5.0) -> int | None:
-    """Stop a child: SIGCONT (in case it is paused), SIGTERM, then SIGKILL; return its status."""
-    if popen.poll() is None:
-        for sig in (signal.SIGCONT, signal.SIGTERM):
-            with contextlib.suppress(ProcessLookupError):
-                popen.send_signal(sig)
-        try:
-            popen.wait(timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                popen.kill()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                popen.wait(5)
-    return popen.returncode
-
-
-def tail(path: Path, lines: int = 20) -> str:
-    """Return the last lines of a log file (empty if it does not exist)."""
-    try:
-        with open(path, "rb") as handle:
-            handle.seek(0, os.SEEK_END)
-            size = handle.tell()
-            handle.seek(max(0, size - 16_000))
-            text = handle.read().decode("utf-8", "replace")
-    except OSError:
-        return ""
-    return "\n".join(text.splitlines()[-lines:])
+# Every benchmark child runs in a session of its own (Ctrl-C reaches only the benchmark, which
+# stops it) and gets SIGTERM when the benchmark dies, even by SIGKILL.
+CHILD_OPTIONS: dict[str, Any] = {"own_group": True, "die_with_parent": True}
 
 
 class Worker:
@@ -126,14 +52,17 @@ class Worker:
     ):
         self.name = name
         self.log_path = log_path
-        self.popen = spawn(
+        self.process = spawn(
+            name,
             args,
-            env=env,
+            env,
             cwd=cwd,
-            log_path=log_path,
+            output=log_path,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
+            **CHILD_OPTIONS,
         )
+        self.popen = self.process.popen
         self._replies: queue.Queue[dict[str, Any]] = queue.Queue()
         self._reader = threading.Thread(target=self._read, name=f"{name}-reader", daemon=True)
         self._reader.start()
@@ -226,7 +155,7 @@ class Worker:
         try:
             self.popen.wait(timeout)
         except subprocess.TimeoutExpired:
-            terminate(self.popen)
+            self.process.stop(timeout=5.0)
         if self.popen.stdout is not None:
             with contextlib.suppress(OSError):
                 self.popen.stdout.close()
