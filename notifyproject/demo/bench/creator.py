@@ -9,11 +9,11 @@ after COMMIT and before the app's own callback publishes. Latency is measured fr
 JSON lines: the first line out is ``{"ready": true, ...}`` with the settings it runs with;
 then one reply per command read from stdin:
 
-- ``single`` ``{"recipients": [user ids], "rate": per second or null (as fast as possible),
-  "duration": s or null, "count": n or null, "start_at": wall time, "title": str}`` →
-  ``{"created": [[id, recipient id, commit time, call start, call end], ...], "errors": n,
-  "error": str | null}`` (wall times: the call's start and end bracket the whole ``notify()``,
-  INSERT, COMMIT and PUBLISH, including any wait for a database lock);
+- ``single`` ``{"recipients": [user ids as strings], "rate": per second or null (as fast as
+  possible), "duration": s or null, "count": n or null, "start_at": wall time, "title": str}``
+  → ``{"created": [[id, recipient id (a string), commit time, call start, call end], ...],
+  "errors": n, "error": str | null}`` (wall times: the call's start and end bracket the whole
+  ``notify()``, INSERT, COMMIT and PUBLISH, including any wait for a database lock);
 - ``broadcast`` ``{"audience": "all" | "group", "group": id | null, "title": str,
   "start_at": wall time}`` → ``{"id": id, "t": commit time}``;
 - ``quit``, or the end of stdin.
@@ -62,8 +62,10 @@ def create_single(command: dict[str, Any]) -> dict[str, Any]:
 
     from notifications.services import notify
 
-    by_id = get_user_model().objects.in_bulk(command["recipients"])
-    users = [by_id[pk] for pk in command["recipients"] if pk in by_id]
+    # Ids arrive as strings (JSON has no UUID); keyed by str(pk), they match any pk type.
+    wanted = [str(pk) for pk in command["recipients"]]
+    by_id = {str(pk): user for pk, user in get_user_model().objects.in_bulk(wanted).items()}
+    users = [by_id[pk] for pk in wanted if pk in by_id]
     if not users:
         return {"created": [], "errors": 0, "error": "no recipients"}
     rate = command.get("rate")
@@ -101,7 +103,7 @@ def create_single(command: dict[str, Any]) -> dict[str, Any]:
             errors += 1
             first_error = first_error or f"{type(exc).__name__}: {exc}"
             continue
-        created.append([notification.pk, user.pk, at, called, time.time()])
+        created.append([notification.pk, str(user.pk), at, called, time.time()])
     return {"created": created, "errors": errors, "error": first_error}
 
 

@@ -28,6 +28,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.apps.registry import Apps
+from django.contrib.auth import get_user_model
 from django.contrib.contenttypes.models import ContentType
 from django.db import connection, models
 from django.db.models import QuerySet
@@ -39,6 +40,24 @@ from notifications.models import Audience, Notification
 
 def peer_table_name(run_id: str) -> str:
     return f"bench_{run_id}_hq_notification"
+
+
+class UserIdField(models.Field):
+    """A column typed as a foreign key to the user model would be (integer, UUID, ...).
+
+    hq's ``recipient`` is such a foreign key; the peer table lives in a registry of its own,
+    where the user model cannot be referenced, so the column copies its target's type.
+    """
+
+    @staticmethod
+    def target() -> models.Field:
+        return get_user_model()._meta.pk
+
+    def db_type(self, connection: Any) -> str | None:
+        return self.target().rel_db_type(connection)
+
+    def get_db_prep_value(self, value: Any, connection: Any, prepared: bool = False) -> Any:
+        return self.target().get_db_prep_value(value, connection, prepared)
 
 
 def hq_model(run_id: str) -> type[models.Model]:
@@ -59,7 +78,7 @@ def hq_model(run_id: str) -> type[models.Model]:
         "Meta": Meta,
         "__str__": __str__,
         "level": models.CharField(max_length=20, default="info"),
-        "recipient_id": models.IntegerField(db_index=True),
+        "recipient_id": UserIdField(db_index=True),
         "unread": models.BooleanField(default=True, db_index=True),
         "actor_content_type_id": models.IntegerField(db_index=True),
         "actor_object_id": models.CharField(max_length=255),

@@ -22,7 +22,7 @@ class Socket:
     """One open WebSocket: which user it logged in as, which daphne and client process hold it."""
 
     key: int
-    user_id: int
+    user_id: Any  # the user model's primary key
     daphne: int
     worker: int
 
@@ -94,8 +94,8 @@ class ClientPool:
 
     def open(
         self,
-        user_ids: Sequence[int],
-        cookies: dict[int, str],
+        user_ids: Sequence[Any],
+        cookies: dict[Any, str],
         urls: Sequence[str],
         *,
         origin: str,

@@ -31,6 +31,9 @@ from notifications.models import Audience, Delivery, Notification
 from notifyproject.demo.bench.workers import BenchError
 
 CHUNK = 900  # ids per IN (...) list: under SQLite's old 999-variable limit
+# A user's primary key: whatever the user model uses (int, UUID, str...). Nothing here does
+# arithmetic on it or assumes that new users sort after old ones.
+UserId = Any
 LEFTOVER_USERS = r"^bench-[0-9a-f]{8}-"
 LEFTOVER_TITLES = r"^\[bench-[0-9a-f]{8}\]"
 LEFTOVER_SESSIONS = r"^bench[0-9a-f]{8}"
@@ -38,7 +41,12 @@ LEFTOVER_GROUPS = r"^bench-[0-9a-f]{8}$"
 LEFTOVER_TABLES = r"^bench_[0-9a-f]{8}_"
 
 
-def chunks(items: Sequence[int], size: int = CHUNK) -> Iterable[Sequence[int]]:
+def wire_ids(user_ids: Iterable[UserId]) -> list[str]:
+    """Return user ids as they travel to the creators: JSON has no UUID, so as strings."""
+    return [str(pk) for pk in user_ids]
+
+
+def chunks(items: Sequence[Any], size: int = CHUNK) -> Iterable[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
 
@@ -63,8 +71,8 @@ class Population:
         self.audience_mode = audience_mode
         self.audience = Audience.ALL
         self.group_id: int | None = None
-        self.user_ids: list[int] = []
-        self.sessions: dict[int, str] = {}
+        self.user_ids: list[UserId] = []
+        self.sessions: dict[UserId, str] = {}
         self.password_hash = make_password(secrets.token_urlsafe(24))
         self.user_model = get_user_model()
 
@@ -106,7 +114,11 @@ class Population:
 
     # ---- users and sessions --------------------------------------------------------------
 
-    def ensure_users(self, count: int, *, exact: bool = False) -> list[int]:
+    def user_id(self, value: Any) -> UserId:
+        """Return the user id ``value`` as the user model's own type (JSON carries strings)."""
+        return self.user_model._meta.pk.to_python(value)
+
+    def ensure_users(self, count: int, *, exact: bool = False) -> list[UserId]:
         """Make the run have at least (``exact``: exactly) ``count`` users; return their ids."""
         missing = count - len(self.user_ids)
         if missing > 0:
@@ -123,11 +135,13 @@ class Population:
                 ],
                 batch_size=1000,
             )
+            # In creation order by the zero-padded username, not by pk: a UUID (or any
+            # non-sequential) pk of a new user may sort before the old ones.
             ids = list(
                 self.user_model._default_manager.filter(
                     **{f"{field}__startswith": self.username_prefix}
                 )
-                .order_by("pk")
+                .order_by(field)
                 .values_list("pk", flat=True)
             )
             new = ids[start:]
@@ -143,7 +157,7 @@ class Population:
             self.user_ids = self.user_ids[:count]
         return self.user_ids[:count]
 
-    def cookies(self, user_ids: Sequence[int]) -> dict[int, str]:
+    def cookies(self, user_ids: Sequence[UserId]) -> dict[UserId, str]:
         """Return a session cookie header value per user, creating sessions as needed."""
         missing = [pk for pk in user_ids if pk not in self.sessions]
         if missing:
@@ -151,15 +165,16 @@ class Population:
         name = settings.SESSION_COOKIE_NAME
         return {pk: f"{name}={self.sessions[pk]}" for pk in user_ids}
 
-    def _session_data(self, user_id: int) -> dict[str, str]:
-        auth_hash = self.user_model(password=self.password_hash).get_session_auth_hash()
+    def _session_data(self, user_id: UserId) -> dict[str, str]:
+        user = self.user_model(pk=user_id, password=self.password_hash)
         return {
-            SESSION_KEY: str(user_id),
+            # As django.contrib.auth.login() stores it, for any primary key type.
+            SESSION_KEY: self.user_model._meta.pk.value_to_string(user),
             BACKEND_SESSION_KEY: settings.AUTHENTICATION_BACKENDS[0],
-            HASH_SESSION_KEY: auth_hash,
+            HASH_SESSION_KEY: user.get_session_auth_hash(),
         }
 
-    def _create_sessions(self, user_ids: Sequence[int]) -> None:
+    def _create_sessions(self, user_ids: Sequence[UserId]) -> None:
         store_class = import_module(settings.SESSION_ENGINE).SessionStore
         expires = timezone.now() + timedelta(days=1)
         if hasattr(store_class, "get_model_class"):
@@ -192,7 +207,7 @@ class Population:
         prefix = title_prefix or self.tag
         return delete_in_chunks(Notification.objects.filter(title__startswith=prefix))
 
-    def _delete_users(self, user_ids: Sequence[int]) -> None:
+    def _delete_users(self, user_ids: Sequence[UserId]) -> None:
         for pk in user_ids:
             self.sessions.pop(pk, None)
         for part in chunks(list(user_ids)):

@@ -20,7 +20,7 @@ from notifications.models import Delivery, DeliveryState, Notification
 from notifyproject.demo.bench import peers
 from notifyproject.demo.bench.config import FIGURES, POLLING_MEAN_MS, Options, Sizes
 from notifyproject.demo.bench.pool import ClientPool, Creators, Opened
-from notifyproject.demo.bench.population import Population
+from notifyproject.demo.bench.population import Population, wire_ids
 from notifyproject.demo.bench.report import Progress
 from notifyproject.demo.bench.stack import Stack
 from notifyproject.demo.bench.stats import latency_summary, percentile, slope, summarize
@@ -137,7 +137,7 @@ def repetitions(ctx: Context, run: ScenarioRun) -> Iterator[int]:
 
 def open_sockets(
     ctx: Context,
-    user_ids: Sequence[int],
+    user_ids: Sequence[Any],
     run: ScenarioRun | None = None,
     daphne_of: Callable[[int], int] | None = None,
 ) -> Opened:
@@ -164,8 +164,8 @@ def open_sockets(
     return opened
 
 
-def sockets_by_user(opened: Opened) -> dict[int, set[int]]:
-    by_user: dict[int, set[int]] = {}
+def sockets_by_user(opened: Opened) -> dict[Any, set[int]]:
+    by_user: dict[Any, set[int]] = {}
     for socket in opened.sockets:
         by_user.setdefault(socket.user_id, set()).add(socket.key)
     return by_user
@@ -176,7 +176,7 @@ class Created:
     """One committed single-user notification, with wall times from the creator."""
 
     id: int
-    recipient: int
+    recipient: Any  # the user model's primary key
     committed: float
     called: float  # notify() was called
     returned: float  # notify() returned (after COMMIT and PUBLISH)
@@ -196,7 +196,7 @@ def create_single(
     ctx: Context,
     creator: int,
     *,
-    recipients: Sequence[int],
+    recipients: Sequence[Any],
     title: str,
     rate: float | None = None,
     duration: float | None = None,
@@ -210,7 +210,7 @@ def create_single(
     worker.send(
         {
             "cmd": "single",
-            "recipients": list(recipients),
+            "recipients": wire_ids(recipients),
             "rate": rate,
             "duration": duration,
             "count": count,
@@ -240,7 +240,7 @@ def single_reply(
     if reply.get("errors") and run is not None:
         run.note(f"the creator failed {reply['errors']} time(s): {reply.get('error')}")
     return [
-        Created(*(int(v) for v in row[:2]), *(float(v) for v in row[2:5]))
+        Created(int(row[0]), ctx.population.user_id(row[1]), *(float(v) for v in row[2:5]))
         for row in reply["created"]
     ]
 
@@ -511,7 +511,7 @@ def p3_flood(ctx: Context, run: ScenarioRun, parts: list[list[int]], prefix: str
         worker.send(
             {
                 "cmd": "single",
-                "recipients": recipients,
+                "recipients": wire_ids(recipients),
                 "rate": None,
                 "duration": duration,
                 "start_at": start_at,
@@ -574,7 +574,7 @@ def p3_capacity(
             worker.send(
                 {
                     "cmd": "single",
-                    "recipients": recipients,
+                    "recipients": wire_ids(recipients),
                     "rate": None,
                     "duration": None,
                     "count": share,
@@ -682,7 +682,7 @@ def run_p5(ctx: Context, run: ScenarioRun) -> None:
             load.send(
                 {
                     "cmd": "single",
-                    "recipients": online,
+                    "recipients": wire_ids(online),
                     "rate": s.p5_rate,
                     "duration": s.p5_duration,
                     "start_at": start_at,
