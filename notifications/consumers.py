@@ -14,7 +14,7 @@ from django.contrib.auth import get_user_model
 from notifications import conf, events
 from notifications.asyncdb import db_async
 from notifications.dispatch import apush_read
-from notifications.events import ClientFrame, FrameError
+from notifications.events import ClientFrame, FrameError, UserId
 from notifications.fanout import LocalHub, encode_frame, get_hub
 from notifications.handshake_sql import auth_group_ids
 from notifications.origin import handshake_origin_allowed
@@ -35,7 +35,7 @@ CLOSE_TOO_LARGE = 4413
 CLOSE_TOO_MANY = 4429
 
 
-def user_groups(user_id: int, is_staff: bool, group_ids: Iterable[int] = ()) -> set[str]:
+def user_groups(user_id: UserId, is_staff: bool, group_ids: Iterable[int] = ()) -> set[str]:
     """Return the layer groups of a user: their own, everyone's, staff's, their auth groups'."""
     names = {events.user_group(user_id), events.GROUP_ALL}
     if is_staff:
@@ -44,7 +44,7 @@ def user_groups(user_id: int, is_staff: bool, group_ids: Iterable[int] = ()) -> 
     return names
 
 
-def groups_for_user(user_id: int) -> set[str] | None:
+def groups_for_user(user_id: UserId) -> set[str] | None:
     """Return the layer groups a user's sockets belong in, or None for a gone/inactive user."""
     user = (
         get_user_model().objects.filter(pk=user_id, is_active=True).only("pk", "is_staff").first()
@@ -54,7 +54,7 @@ def groups_for_user(user_id: int) -> set[str] | None:
     return user_groups(user.pk, user.is_staff, auth_group_ids(user.pk))
 
 
-def connect_state(user_id: int) -> tuple[list[int], int, int | None]:
+def connect_state(user_id: UserId) -> tuple[list[int], int, int | None]:
     """Return what a handshake needs in one database call: auth group ids, unread, last id."""
     unread, last_id = badge_state(user_id)
     return auth_group_ids(user_id), unread, last_id
@@ -68,7 +68,7 @@ def preload_connect_state(user: Any) -> tuple[list[int], int, int | None]:
     return connect_state(user.pk)
 
 
-def missed_with_in_flight(user_id: int, since: int | None) -> Any:
+def missed_with_in_flight(user_id: UserId, since: int | None) -> Any:
     """Answer a sync, including broadcasts pushed but not yet recorded.
 
     A socket that joined its groups just after a broadcast's push has neither the frame nor,
@@ -90,7 +90,7 @@ class NotificationConsumer(AsyncWebsocketConsumer):
     """
 
     channel_layer_alias = None
-    user_id: int | None = None
+    user_id: UserId | None = None
     session_group: str | None = None
     closed = False
 

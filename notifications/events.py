@@ -4,15 +4,22 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+import uuid
 from dataclasses import dataclass
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal, TypeAlias, TypedDict
 
+from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 
 from notifications.models import Notification
 from notifications.validators import validate_notification_url
 
 PUBSUB_VERSION = 1
+
+# A user's primary key, of whatever type the site's user model gives it (int, UUID, str…):
+# nothing in the app may assume integer user ids. Notification ids stay int.
+UserId: TypeAlias = Any
 
 
 class SerializedNotification(TypedDict):
@@ -222,8 +229,31 @@ GROUP_ALL = "notifications.all"
 GROUP_STAFF = "notifications.staff"
 
 
-def user_group(user_id: int) -> str:
-    return f"notifications.user.{int(user_id)}"
+# A user pk that may go into a group name as it is; anything else is hashed. No dots: a
+# hashed name ("….h.<hex>") can never equal a verbatim one.
+_VERBATIM_PK = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def user_group(user_id: UserId) -> str:
+    """Return the group of one user's sockets, a valid channels name for any kind of pk.
+
+    The pk is first made what the user model's pk field makes of it, so the listener (ids
+    read from rows), the consumer (``scope["user"].pk``) and a caller holding the pk as a
+    string (``"42"``, a UUID's text) name the same group. Integers and UUIDs appear as they
+    are; a string pk that channels would refuse (an email address, a long key) becomes a
+    digest of it: deterministic, ASCII, short.
+    """
+    try:
+        value = get_user_model()._meta.pk.to_python(user_id)
+    except ValidationError as exc:  # "7 evil" for an integer pk: a bug, not a name
+        raise ValueError(f"not a user id: {user_id!r}") from exc
+    if isinstance(value, int | uuid.UUID):
+        return f"notifications.user.{value}"
+    text = str(value)
+    if _VERBATIM_PK.fullmatch(text):
+        return f"notifications.user.{text}"
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:40]
+    return f"notifications.user.h.{digest}"
 
 
 def auth_group_group(group_id: int) -> str:

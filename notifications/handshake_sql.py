@@ -4,6 +4,8 @@ Building these through the ORM cost more CPU than running them: at a burst of ha
 compiling the unread-and-last-id query (two subqueries and a join) took about a millisecond
 of daphne's time per socket. The statements are built once per database alias from the
 models' own table and column names, so a custom user model or table prefix still works.
+Values are bound the way the ORM would bind them: a user id goes through its field's
+``get_db_prep_value`` (SQLite stores a UUID as 32 hex digits; sqlite3 cannot bind a UUID).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from django.contrib.auth import get_user_model
 from django.db import connections, router
 from django.utils import timezone
 
+from notifications.events import UserId
 from notifications.models import Delivery, DeliveryState, Notification
 
 
@@ -39,7 +42,12 @@ def _badge_sql(alias: str) -> str:
     )
 
 
-def badge_state(user_id: int, now: datetime | None = None) -> tuple[int, int | None]:
+def _prep(model: type, field: str, value: UserId, connection: object) -> object:
+    """Return ``value`` as the database driver takes it for ``model.field``."""
+    return model._meta.get_field(field).get_db_prep_value(value, connection)  # type: ignore[attr-defined]
+
+
+def badge_state(user_id: UserId, now: datetime | None = None) -> tuple[int, int | None]:
     """Return (unread live notifications, notification id of the newest Delivery).
 
     "Newest" is dispatch order (the Delivery row's id), not notification id order: a
@@ -49,9 +57,10 @@ def badge_state(user_id: int, now: datetime | None = None) -> tuple[int, int | N
     alias = router.db_for_read(Delivery)
     connection = connections[alias]
     moment = connection.ops.adapt_datetimefield_value(now or timezone.now())
-    params = [user_id, DeliveryState.PENDING.value, DeliveryState.DELIVERED.value, moment]
+    user = _prep(Delivery, "user", user_id, connection)
+    params = [user, DeliveryState.PENDING.value, DeliveryState.DELIVERED.value, moment]
     with connection.cursor() as cursor:
-        cursor.execute(_badge_sql(alias), [*params, user_id])
+        cursor.execute(_badge_sql(alias), [*params, user])
         unread, last_id = cursor.fetchone()
     return int(unread or 0), last_id
 
@@ -66,9 +75,11 @@ def _groups_sql(alias: str) -> str:
     )
 
 
-def auth_group_ids(user_id: int) -> list[int]:
+def auth_group_ids(user_id: UserId) -> list[int]:
     """Return the ids of the auth Groups the user belongs to."""
-    alias = router.db_for_read(get_user_model().groups.through)
-    with connections[alias].cursor() as cursor:
-        cursor.execute(_groups_sql(alias), [user_id])
+    through = get_user_model().groups.through
+    alias = router.db_for_read(through)
+    connection = connections[alias]
+    with connection.cursor() as cursor:
+        cursor.execute(_groups_sql(alias), [_prep(through, "user", user_id, connection)])
         return [row[0] for row in cursor.fetchall()]

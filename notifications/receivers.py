@@ -14,6 +14,7 @@ from django.utils.translation import gettext as _
 
 from notifications import conf
 from notifications.dispatch import push_logout, push_membership_changed
+from notifications.events import UserId
 from notifications.models import Level, Notification
 from notifications.services import notify
 
@@ -44,7 +45,7 @@ def welcome_new_user(
 
 
 def group_membership_changed(
-    sender: Any, instance: Any, action: str, reverse: bool, pk_set: set[int] | None, **kwargs: Any
+    sender: Any, instance: Any, action: str, reverse: bool, pk_set: set[Any] | None, **kwargs: Any
 ) -> None:
     """Tell users they joined a group, and move their open sockets to the new groups."""
     if action not in {"post_add", "post_remove", "post_clear"}:
@@ -71,7 +72,7 @@ def group_membership_changed(
     _membership_changed_on_commit(user_ids)
 
 
-def _membership_changed_on_commit(user_ids: list[int]) -> None:
+def _membership_changed_on_commit(user_ids: list[UserId]) -> None:
     def push() -> None:
         for user_id in user_ids:
             try:
