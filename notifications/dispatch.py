@@ -23,6 +23,7 @@ from notifications.events import (
     GROUP_ALL,
     GROUP_STAFF,
     SerializedNotification,
+    UserId,
     auth_group_group,
     layer_created_event,
     layer_logout_event,
@@ -35,15 +36,15 @@ from notifications.events import (
 from notifications.models import Audience, Delivery, Notification
 from notifications.services import (
     ReadResult,
-    audience_id_ranges,
+    audience_chunks,
     deliveries_record_audience,
+    deliveries_record_chunk,
     deliveries_record_pairs,
-    deliveries_record_range,
 )
 
 logger = logging.getLogger(__name__)
 
-# The most user ids one recording transaction covers on SQLite (see record_broadcast).
+# The most users one recording transaction covers on SQLite (see record_broadcast).
 SQLITE_CHUNK_SIZE = 2000
 
 
@@ -244,9 +245,10 @@ def claim_broadcast(notification_id: int, now: datetime | None = None) -> Dispat
 def record_broadcast(notification_id: int, now: datetime | None = None) -> int | None:
     """Write the Delivery rows of a claimed notification; return its recipient count.
 
-    One transaction per range of user ids, then one that counts the rows and sets
-    ``recorded_at``. Between two chunks the recorder rests as long as the last one took:
-    a 100,000-user broadcast then takes about twice as long to record, and the one-user
+    One transaction per chunk of the audience (keyset over its real user ids: N users are
+    ceil(N / CHUNK_SIZE) chunks whatever the ids), then one that counts the rows and sets
+    ``recorded_at``. Between two chunks the recorder rests as long as the last one took: a
+    100,000-user broadcast then takes about twice as long to record, and the one-user
     notifications beside it keep their latency (on SQLite it would otherwise hold the
     database's write lock, and every save of the app, for its whole length; on a 2-core
     PostgreSQL box it took a core from them). Each step first locks the notification row,
@@ -271,13 +273,15 @@ def record_broadcast(notification_id: int, now: datetime | None = None) -> int |
             # 20, 25 ms...): short chunks keep its wait, and the app's saves, short.
             chunk_size = min(chunk_size, SQLITE_CHUNK_SIZE)
         rest = 0.0
-        for ids in audience_id_ranges(users, chunk_size):
+        # Each chunk's boundary is looked up outside its transaction (audience_chunks is
+        # lazy): the lock is held for the INSERT alone.
+        for chunk in audience_chunks(users, chunk_size):
             time.sleep(rest)
             began = time.perf_counter()
             with transaction.atomic():
                 if _lock_unrecorded(notification_id) is None:
                     return None
-                deliveries_record_range(notification_id, users, ids, now)
+                deliveries_record_chunk(notification_id, users, chunk, now)
             rest = time.perf_counter() - began
     with transaction.atomic():
         if _lock_unrecorded(notification_id) is None:
@@ -329,7 +333,7 @@ async def afan_out(dispatched: Dispatched, layer: BaseChannelLayer | None = None
 
 
 async def apush_read(
-    user_id: int, result: ReadResult, layer: BaseChannelLayer | None = None
+    user_id: UserId, result: ReadResult, layer: BaseChannelLayer | None = None
 ) -> None:
     """Tell every socket of the user which ids are now read, so other tabs follow."""
     if not result.ids:
@@ -339,7 +343,7 @@ async def apush_read(
     await layer.group_send(group, layer_read_event(result.ids, result.unread, group))
 
 
-async def apush_membership_changed(user_id: int, layer: BaseChannelLayer | None = None) -> None:
+async def apush_membership_changed(user_id: UserId, layer: BaseChannelLayer | None = None) -> None:
     """Ask the user's sockets to rejoin their groups (staff flag or Group membership changed)."""
     layer = layer or get_channel_layer()
     group = user_group(user_id)

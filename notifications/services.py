@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser, Group
 from django.db import connections, transaction
-from django.db.models import Max, Min
 from django.utils import timezone
 
 from notifications import conf
 from notifications.asyncdb import db_async
 from notifications.audience import audience_queryset
+from notifications.events import UserId
 from notifications.models import (
     UNREAD_STATES,
     Audience,
@@ -111,7 +111,7 @@ def broadcast(
     )
 
 
-def deliveries_record(notification_id: int, user_ids: Iterable[int]) -> int:
+def deliveries_record(notification_id: int, user_ids: Iterable[UserId]) -> int:
     """Insert pending Delivery rows for ``user_ids``; rows that exist are left alone.
 
     Returns how many ids were given. The unique (notification, user) constraint makes a
@@ -131,38 +131,67 @@ def deliveries_record_audience(
 ) -> int:
     """Insert pending Delivery rows for every user in ``users``, inside the database.
 
-    One ``INSERT … SELECT`` per range of ``chunk_size`` user ids: a 10,000-user broadcast
-    never becomes 10,000 Python objects. Existing rows are left alone. Returns how many rows
-    were inserted.
+    One ``INSERT … SELECT`` per chunk of ``chunk_size`` users (see ``audience_chunks``): a
+    10,000-user broadcast never becomes 10,000 Python objects. Existing rows are left
+    alone. Returns how many rows were inserted.
     """
     now = now or timezone.now()
     return sum(
-        deliveries_record_range(notification_id, users, ids, now)
-        for ids in audience_id_ranges(users, chunk_size)
+        deliveries_record_chunk(notification_id, users, chunk, now)
+        for chunk in audience_chunks(users, chunk_size)
     )
 
 
-def audience_id_ranges(users: Any, chunk_size: int) -> list[range]:
-    """Split the audience into ranges of ``chunk_size`` user ids (empty: no audience).
+@dataclass(frozen=True)
+class AudienceChunk:
+    """The users of an audience whose pk is in ``[start, stop)``; None leaves a side open.
 
-    Ranges of the id, not of the audience's rows: finding the row where a chunk ends costs
-    an OFFSET scan (16 of the 90 ms of a 10,000-user broadcast on PostgreSQL), while the
-    lowest and highest id are two index lookups. Gaps in the ids only make chunks smaller.
+    Both bounds are pks of real users of the audience, compared by the database in its own
+    order of the pk column: nothing here adds to, subtracts from or even reads the type of a
+    primary key, so integers, UUIDs and strings chunk alike.
     """
-    bounds = users.order_by().aggregate(low=Min("pk"), high=Max("pk"))
-    if bounds["low"] is None:
-        return []
-    low, high = bounds["low"], bounds["high"]
-    return [
-        range(start, min(start + chunk_size, high + 1))
-        for start in range(low, high + 1, chunk_size)
-    ]
+
+    start: UserId | None = None
+    stop: UserId | None = None
+
+    def of(self, users: Any) -> Any:
+        """Return the chunk's part of ``users``, in pk order."""
+        if self.start is not None:
+            users = users.filter(pk__gte=self.start)
+        if self.stop is not None:
+            users = users.filter(pk__lt=self.stop)
+        return users.order_by("pk")
 
 
-def deliveries_record_range(
-    notification_id: int, users: Any, ids: range, now: datetime | None = None
+def audience_chunks(users: Any, chunk_size: int) -> Iterator[AudienceChunk]:
+    """Yield the audience in chunks of ``chunk_size`` users, in pk order (keyset).
+
+    Each chunk ends where the next one's first user is: one lookup down the pk index, made
+    only when the chunk is reached, so a caller may write each chunk in a transaction of its
+    own without the lookups inside them. An audience of N users is ceil(N / chunk_size)
+    chunks (one, empty, for nobody) whatever its ids are: five staff whose ids lie millions
+    apart are one chunk, not the thousands of id ranges between them. The chunks cover
+    every user of the audience exactly once, even one who joins while they are written.
+    """
+    ordered = users.order_by("pk").values_list("pk", flat=True)
+    start = None
+    while True:
+        rest = ordered if start is None else ordered.filter(pk__gte=start)
+        following = list(rest[chunk_size : chunk_size + 1])
+        stop = following[0] if following else None
+        yield AudienceChunk(start, stop)
+        if stop is None:
+            return
+        start = stop
+
+
+def deliveries_record_chunk(
+    notification_id: int, users: Any, chunk: AudienceChunk, now: datetime | None = None
 ) -> int:
-    """Insert pending rows for the users of ``users`` whose id is in ``ids``; one statement."""
+    """Insert pending rows for the users of ``users`` in ``chunk``; one statement.
+
+    Returns how many rows were inserted (rows that exist are left alone).
+    """
     now = now or timezone.now()
     connection = connections[Delivery.objects.db]
     qn = connection.ops.quote_name
@@ -173,8 +202,12 @@ def deliveries_record_range(
         if connection.vendor == "sqlite"
         else ("INSERT INTO", " ON CONFLICT DO NOTHING")
     )
-    chunk = users.filter(pk__gte=ids.start, pk__lt=ids.stop).order_by()
-    select_sql, select_params = chunk.values("pk").query.sql_with_params()
+    # The ORM prepares the bounds for the column (a UUID becomes what the backend stores).
+    # In pk order: the rows then reach the Delivery indexes, which lead with the user or
+    # with (notification, user), in key order. Unordered, UUID users come in the table's
+    # (random) order and each row lands on another index page: 10,000 rows took 240-450 ms
+    # on SQLite instead of 30-60.
+    select_sql, select_params = chunk.of(users).values("pk").query.sql_with_params()
     with connection.cursor() as cursor:
         cursor.execute(
             f"{verb} {table} ({columns}) "  # noqa: S608 - names quoted, values bound
@@ -184,7 +217,7 @@ def deliveries_record_range(
         return max(cursor.rowcount, 0)
 
 
-def deliveries_record_pairs(pairs: Iterable[tuple[int, int]]) -> int:
+def deliveries_record_pairs(pairs: Iterable[tuple[int, UserId]]) -> int:
     """Insert pending Delivery rows for (notification id, user id) pairs, idempotently."""
     now = timezone.now()
     rows = [

@@ -437,17 +437,88 @@ def test_a_recording_that_died_halfway_is_finished_by_the_next(people) -> None:
     assert unrecorded_notification_ids() == []
 
 
-def test_audience_id_ranges_cover_the_ids_in_steps_and_skip_nothing() -> None:
-    from notifications.services import audience_id_ranges
+def chunked(users: Any, chunk_size: int) -> list[list]:
+    """The pks of each chunk of ``users``, in the order they are recorded."""
+    from notifications.services import audience_chunks
 
-    users = UserFactory.create_batch(5)
-    users[2].delete()  # a gap in the ids
+    return [
+        list(chunk.of(users).values_list("pk", flat=True))
+        for chunk in audience_chunks(users, chunk_size)
+    ]
+
+
+def test_audience_chunks_follow_the_users_in_pk_order_and_skip_nothing() -> None:
+    users = UserFactory.create_batch(6)
+    users[2].delete()  # a gap in the ids changes nothing: chunks count users, not ids
     everyone = audience_queryset(notification(audience=Audience.ALL))
-    ranges = audience_id_ranges(everyone, chunk_size=2)
-    low, high = users[0].pk, users[-1].pk
-    assert ranges[0].start == low
-    assert ranges[-1].stop == high + 1
-    assert all(len(r) <= 2 for r in ranges)
-    covered = [pk for r in ranges for pk in r]
-    assert covered == list(range(low, high + 1))  # contiguous, disjoint, ascending
-    assert audience_id_ranges(everyone.none(), chunk_size=2) == []
+    chunks = chunked(everyone, chunk_size=2)
+    assert [len(chunk) for chunk in chunks] == [2, 2, 1]  # ceil(5 / 2) chunks
+    assert [pk for chunk in chunks for pk in chunk] == pks(users[:2] + users[3:])
+    assert [len(chunk) for chunk in chunked(everyone, chunk_size=5)] == [5]  # exactly one
+    assert [len(chunk) for chunk in chunked(everyone, chunk_size=100)] == [5]
+    assert chunked(everyone.none(), chunk_size=2) == [[]]  # nobody: one empty chunk
+
+
+def test_a_user_who_joins_mid_recording_is_in_exactly_one_chunk() -> None:
+    from notifications.services import audience_chunks
+
+    UserFactory.create_batch(3)
+    everyone = audience_queryset(notification(audience=Audience.ALL))
+    chunks = audience_chunks(everyone, chunk_size=2)
+    first = next(chunks)
+    newcomer = UserFactory()  # the highest pk: it belongs in the last chunk
+    covered = [
+        pk for chunk in [first, *chunks] for pk in chunk.of(everyone).values_list("pk", flat=True)
+    ]
+    assert covered.count(newcomer.pk) == 1
+    assert len(covered) == 4
+
+
+def delivery_inserts(queries: CaptureQueriesContext) -> int:
+    table = Delivery._meta.db_table
+    return sum(
+        query["sql"].startswith("INSERT") and table in query["sql"]
+        for query in queries.captured_queries
+    )
+
+
+def test_sparse_user_ids_record_a_small_broadcast_in_one_chunk() -> None:
+    """Five staff whose ids lie millions apart: one chunk, not the id ranges between them."""
+    from django.contrib.auth import get_user_model
+
+    user_model = get_user_model()
+    base = 10_000_000  # above any id the sequence hands out in a test run
+    staff = [
+        user_model.objects.create(id=base + k * 3_000_000, username=f"sparse{k}", is_staff=True)
+        for k in range(5)
+    ]
+    user_model.objects.create(id=base + 1, username="sparse-plain")
+    row = notification(audience=Audience.STAFF)
+    claim_broadcast(row.pk)
+    with CaptureQueriesContext(connection) as queries:
+        assert record_broadcast(row.pk) == 5
+    assert delivery_inserts(queries) == 1
+    # The notification's state, the chunk's boundary lookup and INSERT, the count: a handful
+    # of statements (ranges of 2,000 ids were 6,000 transactions here).
+    statements = [
+        query["sql"]
+        for query in queries.captured_queries
+        if not query["sql"].startswith(("SAVEPOINT", "RELEASE SAVEPOINT"))
+    ]
+    assert len(statements) <= 8, statements
+    assert sorted(Delivery.objects.filter(notification=row).values_list("user_id", flat=True)) == (
+        pks(staff)
+    )
+
+
+def test_chunk_transactions_follow_the_audience_size(settings) -> None:
+    from notifications import conf
+
+    UserFactory.create_batch(5)
+    settings.NOTIFICATIONS = {**settings.NOTIFICATIONS, "CHUNK_SIZE": 2}
+    assert conf.get().CHUNK_SIZE == 2
+    row = notification(audience=Audience.ALL)
+    claim_broadcast(row.pk)
+    with CaptureQueriesContext(connection) as queries:
+        assert record_broadcast(row.pk) == 5
+    assert delivery_inserts(queries) == 3  # ceil(5 / 2)
