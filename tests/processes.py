@@ -12,6 +12,7 @@ import os
 import sys
 from pathlib import Path
 
+from django.conf import settings
 from django.db import connection
 
 from notifyproject.demo.supervisor import (
@@ -42,22 +43,26 @@ BIN = Path(sys.executable).parent
 
 def database_url() -> str:
     """Return a DATABASE_URL for the test database this process is using now."""
-    settings = connection.settings_dict
-    if settings["ENGINE"].endswith("sqlite3"):
-        return f"sqlite:///{settings['NAME']}"
-    user = settings.get("USER") or ""
-    password = f":{settings['PASSWORD']}" if settings.get("PASSWORD") else ""
+    database = connection.settings_dict
+    if database["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{database['NAME']}"
+    user = database.get("USER") or ""
+    password = f":{database['PASSWORD']}" if database.get("PASSWORD") else ""
     auth = f"{user}{password}@" if user else ""
-    host = settings.get("HOST") or "127.0.0.1"
-    port = f":{settings['PORT']}" if settings.get("PORT") else ""
-    return f"postgres://{auth}{host}{port}/{settings['NAME']}"
+    host = database.get("HOST") or "127.0.0.1"
+    port = f":{database['PORT']}" if database.get("PORT") else ""
+    return f"postgres://{auth}{host}{port}/{database['NAME']}"
 
 
 def child_env(**extra: str) -> dict[str, str]:
-    """The environment for a child process sharing this test run's database and Redis."""
+    """The environment for a child process sharing this test run's database and Redis.
+
+    The children run this run's settings module: tests.settings, or the custom-user-model
+    suite's (``--ds``), so both sides agree on the user model.
+    """
     env = dict(os.environ)
     env.update(
-        DJANGO_SETTINGS_MODULE="tests.settings",
+        DJANGO_SETTINGS_MODULE=settings.SETTINGS_MODULE or "tests.settings",
         DATABASE_URL=database_url(),
         PYTHONUNBUFFERED="1",
     )

@@ -24,7 +24,7 @@ from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_K
 from django.contrib.auth.hashers import make_password
 from django.contrib.auth.models import Group
 from django.db import connection
-from django.db.models import Model, QuerySet
+from django.db.models import CharField, EmailField, Model, QuerySet
 from django.utils import timezone
 
 from notifications.models import Audience, Delivery, Notification
@@ -127,9 +127,7 @@ class Population:
             self.user_model._default_manager.bulk_create(
                 [
                     self.user_model(
-                        **{field: f"{self.username_prefix}{index:07d}"},
-                        password=self.password_hash,
-                        is_active=True,
+                        **self._identity(index), password=self.password_hash, is_active=True
                     )
                     for index in range(start, count)
                 ],
@@ -156,6 +154,21 @@ class Population:
             self._delete_users(extra)
             self.user_ids = self.user_ids[:count]
         return self.user_ids[:count]
+
+    def _identity(self, index: int) -> dict[str, str]:
+        """Return the text fields of user ``index``: its run-prefixed name in the login field
+        and in every other unique one (a custom model may have a unique ``username`` beside
+        an ``email`` login; left empty, the second user would collide with the first).
+        """
+        name = f"{self.username_prefix}{index:07d}"
+        values = {}
+        for model_field in self.user_model._meta.concrete_fields:
+            if model_field.primary_key or not isinstance(model_field, CharField):
+                continue
+            if model_field.name == self.user_model.USERNAME_FIELD or model_field.unique:
+                is_email = isinstance(model_field, EmailField)
+                values[model_field.name] = f"{name}@bench.invalid" if is_email else name
+        return values
 
     def cookies(self, user_ids: Sequence[UserId]) -> dict[UserId, str]:
         """Return a session cookie header value per user, creating sessions as needed."""
