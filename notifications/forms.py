@@ -38,7 +38,8 @@ class NotificationAdminForm(forms.ModelForm):
         help_texts = {
             "title": _("Shown in bold in the bell and the inbox; up to 200 characters."),
             "body": _("Plain text: the bell shows its first line, the inbox all of it."),
-            "recipient": _("Used when the audience is “One user”. Type to search by username."),
+            # The admin adds how to pick one: by search or by id (see NotificationAdmin).
+            "recipient": _("Used when the audience is “One user”."),
             "group": _("Used when the audience is “A group”: its members when it is sent."),
             "publish_at": _("Leave empty to send now, or pick a time to schedule it."),
             "expires_at": _("Optional: after this it leaves the bell and the inbox."),

@@ -245,6 +245,47 @@ def test_add_page_has_a_preview_and_the_recipient_autocomplete(admin):
     assert 'data-theme="admin-autocomplete"' in html
 
 
+@pytest.fixture
+def no_user_admin(monkeypatch):
+    """The admin site as a host that never registered its user model leaves it."""
+    from django.contrib import admin as django_admin
+    from django.contrib.auth import get_user_model
+
+    monkeypatch.delitem(django_admin.site._registry, get_user_model())
+
+
+def test_the_admin_passes_its_checks_on_a_site_without_a_user_admin() -> None:
+    from django.contrib.admin import AdminSite
+
+    from notifications.admin import NotificationAdmin
+
+    assert NotificationAdmin(Notification, AdminSite()).check() == []  # no admin.E039
+
+
+def test_without_a_user_admin_the_recipient_is_typed_in_by_id(admin, no_user_admin):
+    html = admin.get(ADD).content.decode()
+    assert 'data-theme="admin-autocomplete"' not in html
+    assert '<input type="text" name="recipient"' in html  # no lookup: no user admin to open
+    assert "Enter the user" in html
+    alice = UserFactory(username="alice")
+    response = admin.post(ADD, compose(audience=Audience.USER, recipient=str(alice.pk)))
+    assert response.status_code == 302, form_errors(response)
+    assert Notification.objects.get().recipient == alice
+    unknown = admin.post(ADD, compose(audience=Audience.USER, recipient="987654321"))
+    assert "recipient" in form_errors(unknown)
+
+
+def test_a_user_admin_without_search_fields_gets_the_id_field_too(admin, monkeypatch):
+    from django.contrib import admin as django_admin
+    from django.contrib.auth import get_user_model
+
+    user_admin = django_admin.site._registry[get_user_model()]
+    monkeypatch.setattr(user_admin, "search_fields", ())
+    html = admin.get(ADD).content.decode()
+    assert 'data-theme="admin-autocomplete"' not in html
+    assert 'class="vForeignKeyRawIdAdminField"' in html
+
+
 def test_preview_of_a_saved_notification_escapes_text(admin):
     notification = make("<script>alert(1)</script>", body="<b>first</b>\nsecond")
     html = admin.get(change_url(notification)).content.decode()
