@@ -20,6 +20,9 @@ from notifications.listener import NotificationListener
 from tests import processes
 from tests.factories import UserFactory
 
+# tests/custom_user needs its own user model: collected only under tests.settings_custom_user.
+collect_ignore_glob = [] if settings.AUTH_USER_MODEL == "accounts.User" else ["custom_user"]
+
 
 @pytest.fixture(scope="session", autouse=True)
 def _clean_redis_keys() -> Iterator[None]:
