@@ -1,9 +1,12 @@
-"""The management commands seed_demo and send_notification."""
+"""The management commands seed_demo, run_stack and send_notification."""
 
 from __future__ import annotations
 
 import io
 import re
+import signal
+import sys
+import urllib.request
 from datetime import UTC, datetime
 
 import pytest
@@ -13,6 +16,8 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from notifications.models import Notification
+from notifyproject.demo import supervisor
+from tests import processes
 
 DEMO_LOGINS = {"admin": "admin-demo-pw", "alice": "alice-demo-pw", "bob": "bob-demo-pw"}
 
@@ -101,6 +106,36 @@ def test_seed_demo_is_idempotent_and_resets_passwords():
     assert Group.objects.get(name="demo-team").user_set.count() == 2
     for username, password in DEMO_LOGINS.items():
         assert authenticate(username=username, password=password) is not None
+
+
+# --- run_stack (make run) -------------------------------------------------------------------
+
+
+@pytest.mark.live
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_run_stack_prints_the_url_and_logins_and_stops_everything_on_sigint(live_env):
+    port = processes.free_port()
+    env = {**live_env, "PORT": str(port)}
+    # In a session of its own, as a terminal would run it: its SIGINT reaches it alone.
+    stack = processes.spawn(
+        "run_stack", [sys.executable, "manage.py", "run_stack"], env, own_group=True
+    )
+    try:
+        stack.wait_for_line(f"is running at http://127.0.0.1:{port}/", timeout=60)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as response:
+            assert response.status == 200
+        for username, password in DEMO_LOGINS.items():
+            assert any(username in line and password in line for line in stack.lines)
+
+        stack.signal(signal.SIGINT)
+        assert stack.popen.wait(20) == 0, stack.output
+    finally:
+        stack.stop()
+    assert "[run_stack] Got SIGINT." in stack.output
+    assert "[run_stack] Stopped." in stack.output
+    assert "killed it" not in stack.output  # daphne and the listener stopped on SIGTERM
+    assert not supervisor.port_answers(port)
 
 
 # --- send_notification: argument handling ---------------------------------------------------
