@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from types import SimpleNamespace
 
@@ -208,3 +209,24 @@ def test_stats_deliveries_and_resend_with_uuid_users(admin_client) -> None:
     )
     assert response.status_code == 200
     assert "Sent again to 3 users" in response.content.decode()
+
+
+# ---- the pages and the JSON API ------------------------------------------------------------------
+
+
+def test_bell_inbox_and_api_for_a_uuid_user(client) -> None:
+    user = UserFactory()
+    row = notify(user, "Hi there")
+    dispatch_batch([row.pk])
+    client.force_login(user)
+    assert "data-notification-bell" in client.get("/").content.decode()
+    assert f'data-notification-id="{row.pk}"' in client.get("/notifications/").content.decode()
+    listing = client.get("/notifications/api/").json()
+    assert (listing["unread"], [n["id"] for n in listing["results"]]) == (1, [row.pk])
+    read = client.post(
+        "/notifications/api/read/",
+        data=json.dumps({"ids": [row.pk]}),
+        content_type="application/json",
+    )
+    assert read.json() == {"unread": 0}
+    assert Delivery.objects.get(notification=row, user=user).state == DeliveryState.READ
