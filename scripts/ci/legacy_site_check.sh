@@ -8,11 +8,12 @@
 #      both the Python package `notifications`: they cannot share one). The settings change as
 #      the README's "Coming from django-notifications" says; `migrate` must succeed with their
 #      table and migration records still in the database; `import_django_notifications` runs
-#      twice (the second imports nothing); the inbox API shows each user's rows, read state kept.
+#      twice (the second imports nothing); the inbox API shows each user's rows, read state kept;
+#      and once their table is dropped, as the README's last step says, users delete again.
 #
 # Usage: scripts/ci/legacy_site_check.sh   (PYTHON=python3.11 to choose the interpreter;
 # KEEP_LEGACY_SITE=1 keeps the temporary directory for a look after a failure.)
-# pip's cache is used on purpose: a second run installs in seconds.
+# pip's cache is used on purpose: after the first run nothing is downloaded again.
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
