@@ -525,6 +525,7 @@ class Supervisor:
         return self.infrastructure + self.apps
 
     def install_signal_handlers(self) -> None:
+        """Make SIGINT, SIGTERM and SIGHUP request a stop instead of killing this process."""
         for signum in STOP_SIGNALS:
             signal.signal(signum, self.request_stop)
 
@@ -533,6 +534,7 @@ class Supervisor:
         self.stop_signal = signum
 
     def stopping(self) -> bool:
+        """Return whether a stop signal has arrived."""
         return self.stop_signal is not None
 
     def check(self, stage: str = "unexpectedly") -> None:
