@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "scripts/ci/legacy_site_check.sh"
 LEGACY_PACKAGE = "django-notifications-community==1.12.3"
 
-pytestmark = [pytest.mark.live, pytest.mark.slow]
+pytestmark = [pytest.mark.live, pytest.mark.slow, pytest.mark.package]
 
 
 def index_unreachable(tmp_path: Path) -> str | None:
