@@ -190,5 +190,7 @@ def test_payloads_show_as_text_in_the_bell_the_inbox_and_the_admin(new_context):
     for notification in created[:5]:
         admin_page.goto(f"/admin/realtime_notifications/notification/{notification.pk}/change/")
         assert_nothing_ran(admin_page, admin_dialogs)
-    admin_page.goto(f"/admin/realtime_notifications/delivery/?notification__id__exact={created[0].pk}")
+    admin_page.goto(
+        f"/admin/realtime_notifications/delivery/?notification__id__exact={created[0].pk}"
+    )
     assert_nothing_ran(admin_page, admin_dialogs)
