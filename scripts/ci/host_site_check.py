@@ -22,20 +22,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import textwrap
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import redis
@@ -43,6 +39,16 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))  # the demo's one process supervisor, run from the checkout
+
+from notifyproject.demo.supervisor import (  # noqa: E402
+    Process,
+    SupervisorError,
+    free_port,
+    spawn,
+    stop_all,
+)
+
 README = ROOT / "README.md"
 SECTION = "## Add it to your site"
 MARKER = re.compile(
@@ -100,35 +106,7 @@ def readme_steps() -> list[tuple[str, str | None, str]]:
     return steps
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for_port(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + STEP_TIMEOUT
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise CheckFailed(f"exited {process.returncode}:\n{log.read_text()}")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-            return
-        time.sleep(0.1)
-    raise CheckFailed(f"nothing listens on {port}:\n{log.read_text()}")
-
-
-def wait_for_text(log: Path, text: str, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + STEP_TIMEOUT
-    while time.monotonic() < deadline:
-        if text in log.read_text():
-            return
-        if process.poll() is not None:
-            raise CheckFailed(f"exited {process.returncode}:\n{log.read_text()}")
-        time.sleep(0.1)
-    raise CheckFailed(f"never printed {text!r}:\n{log.read_text()}")
-
-
-def wait_for_subscriber(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
+def wait_for_subscriber(url: str, listener: Process) -> None:
     """Wait until the listener's SUBSCRIBE has reached Redis (a push before it would be swept)."""
     client = redis.Redis.from_url(url)
     try:
@@ -136,33 +114,11 @@ def wait_for_subscriber(url: str, process: subprocess.Popen[bytes], log: Path) -
         while time.monotonic() < deadline:
             if dict(client.pubsub_numsub("notifications")).get(b"notifications"):
                 return
-            if process.poll() is not None:
-                raise CheckFailed(f"the listener exited {process.returncode}:\n{log.read_text()}")
+            listener.check_alive("before subscribing")
             time.sleep(0.1)
     finally:
         client.close()
-    raise CheckFailed(f"the listener never subscribed:\n{log.read_text()}")
-
-
-@contextlib.contextmanager
-def background(
-    args: list[str], cwd: Path, env: dict[str, str], log: Path
-) -> Iterator[subprocess.Popen[bytes]]:
-    """Run a server for the block's length; SIGTERM (then SIGKILL) it afterwards."""
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            args, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
-        )
-    try:
-        yield process
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(5)
+    raise CheckFailed(listener.failure("never subscribed"))
 
 
 def build_site(work: Path, env: dict[str, str]) -> tuple[Path, Path]:
@@ -314,33 +270,20 @@ def check(work: Path) -> None:
     )
 
     port = free_port()
-    logs = work / "logs"
-    logs.mkdir()
-    with (
-        background(
-            [
-                str(bin_dir / "daphne"),
-                "-b",
-                "127.0.0.1",
-                "-p",
-                str(port),
-                "mysite.asgi:application",
-            ],
-            site,
-            env,
-            logs / "daphne.log",
-        ) as daphne,
-        background(
-            [str(bin_dir / "python"), "manage.py", "listen_notifications"],
-            site,
-            env,
-            logs / "listener.log",
-        ) as listener,
-    ):
+    daphne = spawn(
+        "daphne",
+        [str(bin_dir / "daphne"), "-b", "127.0.0.1", "-p", str(port), "mysite.asgi:application"],
+        env,
+        cwd=site,
+    )
+    listener = spawn(
+        "listener", [str(bin_dir / "python"), "manage.py", "listen_notifications"], env, cwd=site
+    )
+    try:
         say(f"daphne on {port}, listener started")
-        wait_for_port(port, daphne, logs / "daphne.log")
-        wait_for_text(logs / "listener.log", "Listening on channel", listener)
-        wait_for_subscriber(redis_url, listener, logs / "listener.log")
+        daphne.wait_for_port(port, timeout=STEP_TIMEOUT)
+        listener.wait_for_line("Listening on channel", timeout=STEP_TIMEOUT)
+        wait_for_subscriber(redis_url, listener)
 
         def send() -> None:
             shell(
@@ -386,9 +329,13 @@ def check(work: Path) -> None:
         if "Hello from mysite" not in page or "data-notification-bell" not in page:
             raise CheckFailed("the inbox page lacks the notification or the site's bell")
         say("inbox page and API answer in the site's layout")
-        for name, log in (("daphne", logs / "daphne.log"), ("listener", logs / "listener.log")):
-            if "Traceback" in log.read_text():
-                raise CheckFailed(f"{name} logged a traceback:\n{log.read_text()}")
+        for process in (daphne, listener):
+            if "Traceback" in process.output:
+                raise CheckFailed(process.failure("logged a traceback"))
+    except SupervisorError as exc:
+        raise CheckFailed(str(exc)) from None
+    finally:
+        stop_all([listener, daphne])
 
     client = redis.Redis.from_url(redis_url)
     keys = [*client.scan_iter(match="asgi*"), *client.scan_iter(match="notifications*")]
