@@ -19,7 +19,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from notifications import conf
 from notifications.dispatch import push_read
-from notifications.events import FrameError, parse_client_frame, safe_link
+from notifications.events import FrameError, UserId, parse_client_frame, safe_link
 from notifications.models import Delivery, DeliveryState, Level
 from notifications.selectors import inbox_page, notification_page
 from notifications.services import ReadResult, deliveries_mark_all_read, deliveries_mark_read
@@ -85,7 +85,7 @@ def api_read(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"unread": result.unread})
 
 
-def _tell_other_tabs(user_id: int, result: ReadResult) -> None:
+def _tell_other_tabs(user_id: UserId, result: ReadResult) -> None:
     try:
         push_read(user_id, result)
     except Exception as exc:

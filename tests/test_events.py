@@ -293,7 +293,7 @@ def test_group_names_are_distinct_per_id_and_kind() -> None:
     assert len(names | {GROUP_ALL, GROUP_STAFF}) == 6
 
 
-def test_group_names_accept_only_integers() -> None:
+def test_group_names_refuse_what_the_pk_field_refuses() -> None:
     assert user_group("7") == user_group(7)  # type: ignore[arg-type]
     with pytest.raises(ValueError):
         user_group("7 evil")  # type: ignore[arg-type]

@@ -35,6 +35,9 @@
         var option = input.options[input.selectedIndex];
         return option && option.value ? option.text.trim() : "";
       }
+      // A radio's label is its parent; a text input (the recipient's id when the site has no
+      // searchable user admin) is named by what was typed.
+      if (input.type === "text" || input.type === "number") return input.value.trim();
       return input.parentElement ? input.parentElement.textContent.trim() : input.value;
     }
 
