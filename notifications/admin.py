@@ -1,8 +1,11 @@
 """Admin: compose notifications, follow their delivery, resend to the undelivered, expire.
 
-Staff may look at everything; composing needs ``realtime_notifications.add_notification``. Once a
-notification is dispatched its content is what people received, so only its expiry changes.
-Deliveries are a record, never edited here.
+Django's permissions decide who sees what: the notifications need ``view_notification`` (or
+``change_notification``), composing needs ``add_notification``, and read receipts — the delivery
+list and every delivery count or link on a notification — need ``view_delivery`` (or
+``change_delivery``). Being staff alone shows nothing. Once a notification is dispatched its
+content is what people received, so only its expiry changes. Deliveries are a record, never
+edited here.
 """
 
 from __future__ import annotations
@@ -62,8 +65,15 @@ def _users_searchable(site: admin.AdminSite, request: HttpRequest) -> bool:
     return user_admin is not None and bool(user_admin.get_search_fields(request))
 
 
-def _is_staff(request: HttpRequest) -> bool:
-    return bool(request.user.is_active and request.user.is_staff)
+def _can_view_deliveries(site: admin.AdminSite, request: HttpRequest) -> bool:
+    """Whether the user may see read receipts: the site's delivery admin decides.
+
+    Who received and who read a notification is personal data of its recipients: a member
+    of staff allowed to manage notifications is not thereby allowed to see it. A site that
+    unregisters the delivery admin shows no receipts at all.
+    """
+    delivery_admin = site._registry.get(Delivery)
+    return delivery_admin is not None and delivery_admin.has_view_or_change_permission(request)
 
 
 def _percent(part: int, whole: int) -> int:
@@ -157,16 +167,20 @@ class NotificationAdmin(admin.ModelAdmin):
         css = {"all": ("notifications/admin.css",)}
         js = ("notifications/admin.js",)
 
-    # ---- permissions -------------------------------------------------------------------
-
-    def has_module_permission(self, request: HttpRequest) -> bool:
-        return _is_staff(request) or super().has_module_permission(request)
-
-    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        # Every staff member may look; adding, changing and deleting keep Django's perms.
-        return _is_staff(request) or super().has_view_permission(request, obj)
+    # Permissions are Django's own (has_view_permission etc. are not overridden): see the
+    # module docstring. What shows read receipts asks _can_view_deliveries per request.
 
     # ---- lists -------------------------------------------------------------------------
+
+    def get_list_display(self, request: HttpRequest) -> tuple[str, ...]:
+        if _can_view_deliveries(self.admin_site, request):
+            return self.list_display
+        # Without read receipts: how many it went to, but not who received or read it.
+        return tuple(
+            "recipient_count_display" if name == "recipients_display" else name
+            for name in self.list_display
+            if name not in {"delivered_display", "read_display"}
+        )
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Notification]:
         return notifications_with_delivery_counts(super().get_queryset(request))
@@ -219,6 +233,10 @@ class NotificationAdmin(admin.ModelAdmin):
             obj.total_count,
         )
 
+    @admin.display(description=_("recipients"), ordering="recipient_count")
+    def recipient_count_display(self, obj: Notification) -> int | str:
+        return obj.recipient_count if obj.dispatched_at else "—"
+
     @admin.display(description=_("delivered"), ordering="delivered_count")
     def delivered_display(self, obj: Notification) -> SafeString | str:
         if not obj.dispatched_at:
@@ -265,11 +283,21 @@ class NotificationAdmin(admin.ModelAdmin):
     def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
         if obj is None:
             return self.add_fieldsets
+        fieldsets = self.change_fieldsets
+        if not _can_view_deliveries(self.admin_site, request):
+            # The delivery stats are read receipts: they go, the rest of the box stays.
+            fieldsets = tuple(
+                (
+                    title,
+                    {**opts, "fields": tuple(f for f in opts["fields"] if f != "delivery_stats")},
+                )
+                for title, opts in fieldsets
+            )
         if obj.dispatched_at is None:
-            return self.change_fieldsets
+            return fieldsets
         # Sent: the audience is fixed, so show only the target it used.
         target = {Audience.USER: ("recipient",), Audience.GROUP: ("group",)}.get(obj.audience, ())
-        return ((None, {"fields": ("audience", *target)}), *self.change_fieldsets[1:])
+        return ((None, {"fields": ("audience", *target)}), *fieldsets[1:])
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
         if obj is not None and obj.dispatched_at is not None:
@@ -326,7 +354,7 @@ class NotificationAdmin(admin.ModelAdmin):
         extra_context: dict[str, Any] | None = None,
     ) -> HttpResponse:
         extra_context = extra_context or {}
-        if object_id.isdigit():
+        if object_id.isdigit() and _can_view_deliveries(self.admin_site, request):
             extra_context["deliveries_url"] = deliveries_url(int(object_id))
         return super().change_view(request, object_id, form_url, extra_context)
 
@@ -460,12 +488,6 @@ class DeliveryAdmin(admin.ModelAdmin):
     class Media:
         css = {"all": ("notifications/admin.css",)}
 
-    def has_module_permission(self, request: HttpRequest) -> bool:
-        return _is_staff(request) or super().has_module_permission(request)
-
-    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return _is_staff(request) or super().has_view_permission(request, obj)
-
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
@@ -516,7 +538,8 @@ class DeliveryAdmin(admin.ModelAdmin):
     ) -> HttpResponse:
         extra_context = extra_context or {}
         notification_id = self._filtered_notification_id(request)
-        if notification_id is not None:
+        # Counting receipts for a user about to get a 403 (from super below) is wasted work.
+        if notification_id is not None and self.has_view_or_change_permission(request):
             notification = (
                 Notification.objects.filter(pk=notification_id).only("id", "title").first()
             )

@@ -297,34 +297,121 @@ def test_preview_of_a_saved_notification_escapes_text(admin):
 # ---- permissions --------------------------------------------------------------------------
 
 
-def test_staff_without_add_permission_cannot_compose(staff_client):
+@pytest.fixture
+def viewer_client(client, db):
+    """A staff member who may view notifications and their deliveries, and nothing more."""
+    client.force_login(with_perms(StaffFactory(), "view_notification", "view_delivery"))
+    return client
+
+
+def test_staff_without_add_permission_cannot_compose(viewer_client):
     notification = make("Sent already", states=(DeliveryState.PENDING,))
-    assert staff_client.get(ADD).status_code == 403
-    assert staff_client.post(ADD, compose()).status_code == 403
+    assert viewer_client.get(ADD).status_code == 403
+    assert viewer_client.post(ADD, compose()).status_code == 403
     assert Notification.objects.count() == 1
 
-    listing = staff_client.get(CHANGELIST)
+    listing = viewer_client.get(CHANGELIST)
     assert listing.status_code == 200
     assert ADD not in listing.content.decode()
     assert titles(listing) == {"Sent already"}
     assert not offered_actions(listing) & {"resend_undelivered", "expire_now"}
 
-    page = staff_client.get(change_url(notification))
+    page = viewer_client.get(change_url(notification))
     assert page.status_code == 200
     assert 'name="_save"' not in page.content.decode()
-    assert staff_client.post(change_url(notification), {"title": "Changed"}).status_code == 403
+    assert viewer_client.post(change_url(notification), {"title": "Changed"}).status_code == 403
     notification.refresh_from_db()
     assert notification.title == "Sent already"
     assert (
-        staff_client.get(f"{DELIVERIES}?notification__id__exact={notification.pk}").status_code
+        viewer_client.get(f"{DELIVERIES}?notification__id__exact={notification.pk}").status_code
         == 200
     )
 
 
-def test_admin_index_lists_the_app_for_all_staff(staff_client):
+def test_staff_without_any_notification_permission_see_nothing(staff_client):
+    notification = make("Private", states=(DeliveryState.READ,))
+    delivery = Delivery.objects.get(notification=notification)
+    for url in (
+        CHANGELIST,
+        change_url(notification),
+        DELIVERIES,
+        f"{DELIVERIES}?notification__id__exact={notification.pk}",
+        f"{DELIVERIES}{delivery.pk}/change/",
+    ):
+        assert staff_client.get(url).status_code == 403, url
     html = staff_client.get("/admin/").content.decode()
+    assert CHANGELIST not in html
+    assert DELIVERIES not in html
+    assert staff_client.get("/admin/realtime_notifications/").status_code == 404
+
+
+@pytest.mark.parametrize("codename", ["view_notification", "change_notification"])
+def test_view_or_change_permission_shows_notifications_without_read_receipts(client, db, codename):
+    client.force_login(with_perms(StaffFactory(), codename))
+    notification = make("Counted", states=(DeliveryState.DELIVERED, DeliveryState.READ))
+    delivery = Delivery.objects.filter(notification=notification).first()
+
+    html = client.get("/admin/").content.decode()
     assert CHANGELIST in html
+    assert DELIVERIES not in html
+
+    listing = client.get(CHANGELIST)
+    assert listing.status_code == 200
+    assert titles(listing) == {"Counted"}
+    content = listing.content.decode()
+    assert DELIVERIES not in content  # no link to who received it
+    assert "nadmin-progress" not in content  # no delivered / read bars
+    assert "column-recipient_count_display" in content  # how many it went to stays
+
+    page = client.get(change_url(notification))
+    assert page.status_code == 200
+    content = page.content.decode()
+    assert DELIVERIES not in content
+    assert "View deliveries" not in content
+    assert "nadmin-stats" not in content
+
+    assert client.get(DELIVERIES).status_code == 403
+    assert client.get(DELIVERIES, {"notification__id__exact": notification.pk}).status_code == 403
+    assert client.get(f"{DELIVERIES}{delivery.pk}/change/").status_code == 403
+
+
+@pytest.mark.parametrize("codename", ["view_delivery", "change_delivery"])
+def test_delivery_permission_shows_the_read_receipts(client, db, codename):
+    client.force_login(with_perms(StaffFactory(), "view_notification", codename))
+    notification = make("Counted", states=(DeliveryState.DELIVERED, DeliveryState.READ))
+    listing = client.get(CHANGELIST).content.decode()
+    assert f"{DELIVERIES}?notification__id__exact={notification.pk}" in listing
+    assert "nadmin-progress-read" in listing
+    page = client.get(change_url(notification)).content.decode()
+    assert "nadmin-stats" in page
+    assert "View deliveries" in page
+    response = client.get(DELIVERIES, {"notification__id__exact": notification.pk})
+    assert response.status_code == 200
+    assert len(response.context["cl"].result_list) == 2
+    # Read receipts stay a record: even change_delivery edits nothing.
+    delivery = Delivery.objects.filter(notification=notification).first()
+    assert (
+        client.post(f"{DELIVERIES}{delivery.pk}/change/", {"state": "pending"}).status_code == 403
+    )
+
+
+def test_receipts_alone_do_not_open_the_notifications(client, db):
+    client.force_login(with_perms(StaffFactory(), "view_delivery"))
+    notification = make("Counted", states=(DeliveryState.READ,))
+    html = client.get("/admin/").content.decode()
     assert DELIVERIES in html
+    assert CHANGELIST not in html
+    assert client.get(CHANGELIST).status_code == 403
+    assert client.get(change_url(notification)).status_code == 403
+    assert client.get(DELIVERIES).status_code == 200
+
+
+def test_a_composer_without_view_permission_composes_but_does_not_browse(client, db):
+    client.force_login(with_perms(StaffFactory(), "add_notification"))
+    make("Someone else's", states=(DeliveryState.READ,))
+    assert client.get(ADD).status_code == 200
+    assert client.get(CHANGELIST).status_code == 403
+    assert client.get(DELIVERIES).status_code == 403
 
 
 def test_non_staff_user_cannot_reach_the_admin(client, db):
