@@ -16,6 +16,10 @@ _DEV_SECRET_KEY = "django-insecure-notifyproject-development-only-key-do-not-dep
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY") or (_DEV_SECRET_KEY if DEBUG else "")
 if not SECRET_KEY:
     raise RuntimeError("Set DJANGO_SECRET_KEY when DJANGO_DEBUG is off.")
+# Rotating the key: the new one in DJANGO_SECRET_KEY, the old ones here (comma-separated).
+# Sessions signed with an old key stay valid (pages re-sign them; the socket only reads them),
+# so a rotation logs nobody out. Drop an old key once its sessions have expired.
+SECRET_KEY_FALLBACKS = env_list("DJANGO_SECRET_KEY_FALLBACKS", [])
 
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
@@ -128,7 +132,9 @@ SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", defa
 SECURE_HSTS_PRELOAD = env_bool("DJANGO_HSTS_PRELOAD", default=not DEBUG)
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
-if os.environ.get("DJANGO_SECURE_PROXY_SSL_HEADER"):
+# Only behind a proxy that sets X-Forwarded-Proto itself (and strips what clients send):
+# otherwise any client could claim HTTPS. A boolean like the others, so "0" means off.
+if env_bool("DJANGO_SECURE_PROXY_SSL_HEADER", default=False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 LOGGING = {
