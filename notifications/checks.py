@@ -1,10 +1,10 @@
 """System checks: every configuration that would fail silently is named by ``manage.py check``.
 
-Ids are stable (the README lists them): E001-E004 bad NOTIFICATIONS values, E010 no channel
-layer; W001-W004 the channel layer's options; W005-W008 the site's wiring (ALLOWED_HOSTS,
-ASGI_APPLICATION, publishing and the layer on different Redis servers, SQLite without
-IMMEDIATE transactions); I001-I002 what only matters to some set-ups (runserver without
-daphne, channels not in INSTALLED_APPS).
+Ids are stable (the README lists them): E001-E006 bad NOTIFICATIONS values (E005-E006 its
+Sentinel keys), E010 no channel layer; W001-W004 the channel layer's options; W005-W009 the
+site's wiring (ALLOWED_HOSTS, ASGI_APPLICATION, publishing and the layer on different Redis
+servers, SQLite without IMMEDIATE transactions, Sentinel on one side only); I001-I002 what
+only matters to some set-ups (runserver without daphne, channels not in INSTALLED_APPS).
 """
 
 from __future__ import annotations
@@ -146,6 +146,7 @@ def check_wiring(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
             )
         )
     messages.extend(_redis_mismatch_messages())
+    messages.extend(_sentinel_mismatch_messages())
     messages.extend(sqlite_messages(settings.DATABASES))
     return messages
 
@@ -174,6 +175,8 @@ def _redis_mismatch_messages() -> list[CheckMessage]:
     values = conf.user_values()
     if not isinstance(values, dict) or not isinstance(values.get("REDIS_URL"), str):
         return []  # unset: REDIS_URL follows the channel layer (conf.layer_redis_defaults)
+    if values.get("REDIS_SENTINELS") and values.get("REDIS_SENTINEL_MASTER"):
+        return []  # REDIS_URL is unused under Sentinel; W009 compares the masters
     layer = (getattr(settings, "CHANNEL_LAYERS", None) or {}).get("default") or {}
     if not str(layer.get("BACKEND", "")).startswith("channels_redis."):
         return []
@@ -190,6 +193,43 @@ def _redis_mismatch_messages() -> list[CheckMessage]:
             "NOTIFICATIONS to use the layer's first host, or silence notifications.W007 if "
             "the split is deliberate.",
             id="notifications.W007",
+        )
+    ]
+
+
+def _sentinel_mismatch_messages() -> list[CheckMessage]:
+    """W009: Sentinel on one side only (the app's clients or the layer), or two masters."""
+    layer = (getattr(settings, "CHANNEL_LAYERS", None) or {}).get("default") or {}
+    if not str(layer.get("BACKEND", "")).startswith("channels_redis."):
+        return []
+    hosts = (layer.get("CONFIG") or {}).get("hosts") or []
+    layer_masters = {
+        str(host["master_name"])
+        for host in hosts
+        if isinstance(host, dict) and host.get("sentinels") and host.get("master_name")
+    }
+    app = conf.get()
+    app_master = app.REDIS_SENTINEL_MASTER if app.REDIS_SENTINELS else ""
+    if (not app_master and not layer_masters) or app_master in layer_masters:
+        return []
+    if app_master:
+        what = (
+            f"The app finds its Redis through Sentinel (master {app_master!r}) but the "
+            "channel layer does not use that master."
+        )
+    else:
+        what = (
+            "The channel layer follows a Sentinel master but the app's own clients use the "
+            "fixed NOTIFICATIONS['REDIS_URL']."
+        )
+    return [
+        Warning(
+            what,
+            hint="After a failover one side would stay on the former master: publishing and "
+            "the listener (NOTIFICATIONS['REDIS_SENTINELS'] / ['REDIS_SENTINEL_MASTER']) and "
+            "the layer (channel_layers(sentinels=…, master_name=…)) should follow the same "
+            "master. Silence notifications.W009 if the split is deliberate.",
+            id="notifications.W009",
         )
     ]
 

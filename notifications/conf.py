@@ -10,13 +10,25 @@ from django.conf import settings
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 
+from notifications.setup import sentinel_address
+
 DEFAULTS: dict[str, Any] = {
     # Where the save hook publishes and the listener subscribes. Unset, it is the default
     # channel layer's first Redis host (see layer_redis_defaults), and only then this.
     "REDIS_URL": "redis://127.0.0.1:6379/0",
     # Extra keyword arguments for every Redis client the app makes (pub/sub, PUBLISH, health),
     # e.g. {"ssl_ca_certs": "/etc/ssl/redis-ca.pem"} for a rediss:// URL with a private CA.
+    # Under Sentinel the master's "password", "username" and "db" go here (no URL names them).
     "REDIS_OPTIONS": {},
+    # Sentinel: the sentinels, as (host, port) pairs or "host:port" strings, and the name of
+    # the master they watch. With both set, every client the app makes (PUBLISH, the
+    # listener, health) asks them where the master is and follows it through a failover;
+    # REDIS_URL is then unused.
+    "REDIS_SENTINELS": [],
+    "REDIS_SENTINEL_MASTER": "",
+    # Keyword arguments for the connections to the sentinels themselves (not the master),
+    # e.g. {"password": "…"} for sentinels started with requirepass.
+    "REDIS_SENTINEL_OPTIONS": {},
     # The pub/sub channel name; give each site sharing one Redis its own.
     "CHANNEL": "notifications",
     # How often the listener looks for committed-but-undispatched rows (missed messages,
@@ -74,6 +86,9 @@ class NotificationSettings:
 
     REDIS_URL: str
     REDIS_OPTIONS: dict[str, Any]
+    REDIS_SENTINELS: list[Any]
+    REDIS_SENTINEL_MASTER: str
+    REDIS_SENTINEL_OPTIONS: dict[str, Any]
     CHANNEL: str
     SWEEP_INTERVAL: float
     CHUNK_SIZE: int
@@ -132,7 +147,7 @@ def problems(values: Any) -> list[Problem]:
         ok = _has_type(value, expected)
         if ok and expected in ("float", "int") and not value > 0:  # also rejects NaN
             ok = False
-        if ok and expected == "str" and not value:
+        if ok and expected == "str" and not value and field.name not in _MAY_BE_EMPTY:
             ok = False
         if not ok:
             found.append(
@@ -153,6 +168,49 @@ def problems(values: Any) -> list[Problem]:
                 "Use redis://[:password@]host:port/db, rediss://… for TLS, or unix://path.",
             )
         )
+    found.extend(_sentinel_problems(values))
+    return found
+
+
+# Keys whose empty value means "off" (Sentinel unused) rather than a mistake.
+_MAY_BE_EMPTY = frozenset({"REDIS_SENTINEL_MASTER"})
+
+
+def _sentinel_problems(values: dict[str, Any]) -> list[Problem]:
+    """E005: a sentinel that is no address; E006: sentinels without a master name, or back."""
+    found: list[Problem] = []
+    sentinels = values.get("REDIS_SENTINELS", [])
+    master = values.get("REDIS_SENTINEL_MASTER", "")
+    if isinstance(sentinels, list | tuple):
+        for entry in sentinels:
+            try:
+                sentinel_address(entry)
+            except ValueError as exc:
+                found.append(
+                    Problem(
+                        "E005",
+                        "REDIS_SENTINELS",
+                        f"NOTIFICATIONS['REDIS_SENTINELS'] holds {entry!r}: {exc}.",
+                        'Give each sentinel as ("host", 26379) or "host:26379".',
+                    )
+                )
+    given_both = isinstance(sentinels, list | tuple) and isinstance(master, str)
+    if given_both and bool(sentinels) != bool(master):
+        given, missing = (
+            ("REDIS_SENTINELS", "REDIS_SENTINEL_MASTER")
+            if sentinels
+            else ("REDIS_SENTINEL_MASTER", "REDIS_SENTINELS")
+        )
+        found.append(
+            Problem(
+                "E006",
+                missing,
+                f"NOTIFICATIONS sets {given} without {missing}: Sentinel stays off and "
+                "REDIS_URL is used.",
+                "Set both: the sentinels' addresses and the master name they monitor "
+                "(sentinel monitor <name> …).",
+            )
+        )
     return found
 
 
@@ -161,6 +219,8 @@ def _describe(expected: str) -> str:
         return "positive number"
     if expected.startswith("dict"):
         return "dict of keyword arguments"
+    if expected.startswith("list"):
+        return "list of addresses"
     return expected
 
 
@@ -170,6 +230,8 @@ def redis_kwargs(**overrides: Any) -> dict[str, Any]:
 
 
 def _has_type(value: Any, expected: str) -> bool:
+    if expected.startswith("list"):
+        return isinstance(value, list | tuple)
     if expected.startswith("dict"):
         return isinstance(value, dict) and all(isinstance(key, str) for key in value)
     if expected == "bool":
@@ -184,6 +246,8 @@ def _has_type(value: Any, expected: str) -> bool:
 # Keys of a channel layer host dict that say which server and who we are, and so carry
 # over to the app's own clients; the layer's timeouts and pool size are its own business.
 _CARRIED_HOST_KEYS = ("username", "password")
+# A Sentinel host dict names its database with a key too (an address URL carries it).
+_CARRIED_SENTINEL_HOST_KEYS = ("username", "password", "db")
 
 
 def layer_redis_defaults(values: dict[str, Any]) -> dict[str, Any]:
@@ -194,7 +258,7 @@ def layer_redis_defaults(values: dict[str, Any]) -> dict[str, Any]:
     where no local Redis runs. Its first host (the first shard) is where the layer already
     works, credentials and TLS options included.
     """
-    if "REDIS_URL" in values:
+    if "REDIS_URL" in values or "REDIS_SENTINELS" in values:
         return {}
     layers = getattr(settings, "CHANNEL_LAYERS", None)
     default = layers.get("default") if isinstance(layers, dict) else None
@@ -206,6 +270,8 @@ def layer_redis_defaults(values: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(hosts, list | tuple) or not hosts:
         return {}
     host = hosts[0]
+    if isinstance(host, dict) and host.get("sentinels") and host.get("master_name"):
+        return _layer_sentinel_defaults(host, values)
     url = redis_url_of_host(host)
     if url is None:
         return {}
@@ -215,6 +281,30 @@ def layer_redis_defaults(values: dict[str, Any]) -> dict[str, Any]:
             key: value
             for key, value in host.items()
             if isinstance(key, str) and (key.startswith("ssl") or key in _CARRIED_HOST_KEYS)
+        }
+        if options:
+            found["REDIS_OPTIONS"] = options
+    return found
+
+
+def _layer_sentinel_defaults(host: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
+    """Return the Sentinel keys of a channels-redis Sentinel host dict: the layer's master."""
+    try:
+        sentinels = [sentinel_address(entry) for entry in host["sentinels"]]
+    except (TypeError, ValueError):
+        return {}
+    found: dict[str, Any] = {
+        "REDIS_SENTINELS": sentinels,
+        "REDIS_SENTINEL_MASTER": str(host["master_name"]),
+    }
+    if isinstance(host.get("sentinel_kwargs"), dict) and "REDIS_SENTINEL_OPTIONS" not in values:
+        found["REDIS_SENTINEL_OPTIONS"] = dict(host["sentinel_kwargs"])
+    if "REDIS_OPTIONS" not in values:
+        options = {
+            key: value
+            for key, value in host.items()
+            if isinstance(key, str)
+            and (key.startswith("ssl") or key in _CARRIED_SENTINEL_HOST_KEYS)
         }
         if options:
             found["REDIS_OPTIONS"] = options

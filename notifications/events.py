@@ -38,6 +38,24 @@ class PubSubMessage(TypedDict):
     id: int
 
 
+class ProbeMessage(TypedDict):
+    """A listener's message to itself: proof that its subscription still receives."""
+
+    v: int
+    event: Literal["probe"]
+    id: None
+    nonce: str
+
+
+@dataclass(frozen=True)
+class PubSubEvent:
+    """A parsed pub/sub message: a notification ``created`` (``id``) or a ``probe`` (``nonce``)."""
+
+    event: Literal["created", "probe"]
+    id: int | None = None
+    nonce: str | None = None
+
+
 class EventError(ValueError):
     """A pub/sub message that does not follow the contract."""
 
@@ -60,8 +78,38 @@ def build_created_message(notification_id: int) -> str:
     return json.dumps(message, separators=(",", ":"))
 
 
+def build_probe_message(nonce: str) -> str:
+    """Return the PUBLISH payload of a listener's probe; nothing is dispatched for it."""
+    message: ProbeMessage = {"v": PUBSUB_VERSION, "event": "probe", "id": None, "nonce": nonce}
+    return json.dumps(message, separators=(",", ":"))
+
+
+def parse_pubsub_event(data: bytes | str) -> PubSubEvent:
+    """Return what a pub/sub payload says (created or probe), or raise EventError.
+
+    The listener reads every message through this: a probe (its own or another listener's)
+    is told apart here and never reaches the dispatch path.
+    """
+    try:
+        message = json.loads(data)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise EventError(f"not JSON: {data[:80]!r}") from exc
+    if isinstance(message, dict) and message.get("event") == "probe":
+        version = message.get("v")
+        if type(version) is not int or version != PUBSUB_VERSION:
+            raise EventError(f"unsupported version {version!r}")
+        nonce = message.get("nonce")
+        if not isinstance(nonce, str) or not 0 < len(nonce) <= 64:
+            raise EventError(f"bad probe nonce {nonce!r}")
+        return PubSubEvent("probe", nonce=nonce)
+    return PubSubEvent("created", id=parse_pubsub_message(data))
+
+
 def parse_pubsub_message(data: bytes | str) -> int:
-    """Return the notification id announced by a pub/sub payload, or raise EventError."""
+    """Return the notification id announced by a pub/sub payload, or raise EventError.
+
+    A probe is an EventError here: it announces no notification.
+    """
     try:
         message = json.loads(data)
     except (TypeError, ValueError, RecursionError) as exc:

@@ -12,7 +12,7 @@ from django.db import connection
 from django.db.models import Q
 from django.utils import timezone
 
-from notifications import conf, heartbeat
+from notifications import conf, heartbeat, redis_clients
 from notifications.models import Notification
 
 
@@ -22,6 +22,8 @@ class HealthReport:
 
     database: str = "unknown"
     redis: str = "unknown"
+    # Where Redis was looked for (a URL without its password, or the Sentinel master).
+    redis_at: str = ""
     listeners: list[dict[str, Any]] = field(default_factory=list)
     backlog: int = 0
     stuck: int = 0
@@ -96,14 +98,14 @@ def health_report(*, grace_seconds: float | None = None) -> HealthReport:
     settings = conf.get()
     report = HealthReport()
     check_database(report)
-    client = redis.Redis.from_url(
-        settings.REDIS_URL, **conf.redis_kwargs(socket_timeout=2, socket_connect_timeout=2)
-    )
+    report.redis_at = redis_clients.describe(settings)
+    # Under Sentinel this is the current master: the report follows a failover.
+    client = redis_clients.sync_client(socket_timeout=2, socket_connect_timeout=2)
     try:
         if check_redis(report, client):
             check_listeners(report, client, settings.HEARTBEAT_MAX_AGE)
     finally:
-        client.close()
+        redis_clients.close(client)
     if report.database == "ok":
         check_backlog(
             report, grace_seconds if grace_seconds is not None else 2 * settings.SWEEP_INTERVAL + 5

@@ -6,11 +6,11 @@ import asyncio
 import contextlib
 import logging
 import random
+import secrets
 import signal
 import time
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import redis
 import redis.asyncio as aioredis
@@ -18,7 +18,7 @@ from channels.db import database_sync_to_async
 from channels.layers import BaseChannelLayer, get_channel_layer
 from django.utils import timezone
 
-from notifications import conf, heartbeat
+from notifications import conf, heartbeat, redis_clients
 from notifications.dispatch import (
     Dispatched,
     afan_out,
@@ -29,7 +29,7 @@ from notifications.dispatch import (
     record_broadcast,
     unrecorded_notification_ids,
 )
-from notifications.events import EventError, parse_pubsub_message
+from notifications.events import EventError, build_probe_message, parse_pubsub_event
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +77,8 @@ class NotificationListener:
         self._record_slot: asyncio.Semaphore | None = None
         # Set while subscribed; tests and the health report wait on it.
         self.subscribed: asyncio.Event | None = None
+        # The nonce of the probe in flight (see _send_probe); None once it came back.
+        self._probe_nonce: str | None = None
 
     # ---- control -------------------------------------------------------------------------
 
@@ -154,19 +156,17 @@ class NotificationListener:
     async def _session(self) -> None:
         """One connection's life: subscribe, catch up, then receive until stopped or cut."""
         settings = self.settings
-        # The subscription blocks on reads for as long as it likes; liveness is ours to judge
-        # (PING with a read deadline), not a socket timeout's.
-        client = aioredis.Redis.from_url(
-            settings.REDIS_URL, **conf.redis_kwargs(socket_timeout=None, socket_connect_timeout=5)
-        )
-        commands = aioredis.Redis.from_url(
-            settings.REDIS_URL, **conf.redis_kwargs(socket_timeout=5, socket_connect_timeout=5)
-        )
+        # Made anew for each session: under Sentinel, each asks where the master is now.
+        client = self._subscriber_client()
+        commands = self._commands_client()
         pubsub = client.pubsub()
+        self._probe_nonce = None
         try:
             await pubsub.subscribe(settings.CHANNEL)
             await self._await_subscription(pubsub)
-            logger.info("Subscribed to %r at %s", settings.CHANNEL, _redacted(settings.REDIS_URL))
+            logger.info(
+                "Subscribed to %r at %s", settings.CHANNEL, redis_clients.describe(settings)
+            )
             assert self.subscribed is not None  # noqa: S101
             self.subscribed.set()
             await self._beat(commands)
@@ -174,9 +174,26 @@ class NotificationListener:
             await self.sweep()
             await self._receive_until_stopped(pubsub, commands)
         finally:
-            for closing in (pubsub.aclose(), client.aclose(), commands.aclose()):
+            closing_all = (
+                pubsub.aclose(),
+                redis_clients.aclose(client),
+                redis_clients.aclose(commands),
+            )
+            for closing in closing_all:
                 with contextlib.suppress(redis.RedisError, OSError):
                     await asyncio.wait_for(closing, timeout=2)
+
+    def _subscriber_client(self) -> aioredis.Redis:
+        """Return the client the subscription uses.
+
+        It blocks on reads for as long as it likes; liveness is ours to judge (PING and a
+        probe, each with a deadline), not a socket timeout's.
+        """
+        return redis_clients.async_client(socket_timeout=None, socket_connect_timeout=5)
+
+    def _commands_client(self) -> aioredis.Redis:
+        """Return the client for heartbeats and probes: where the publishers publish."""
+        return redis_clients.async_client(socket_timeout=5, socket_connect_timeout=5)
 
     async def _await_subscription(self, pubsub: aioredis.client.PubSub) -> None:
         """Wait for Redis to confirm SUBSCRIBE; a silent server is a dead one."""
@@ -194,35 +211,81 @@ class NotificationListener:
         now = time.monotonic()
         next_sweep = now + settings.SWEEP_INTERVAL
         last_heard = now
-        ping_sent: float | None = None
+        # The idle health check, in flight since then: a PING on the subscription (a
+        # half-open connection never errors on its own) and a probe to our own channel
+        # (a subscription on a demoted master still answers PING but receives nothing).
+        check_sent: float | None = None
+        pong_seen = False
         while not self.stopping:
             now = time.monotonic()
             if now >= next_sweep or (self._next_scheduled and now >= self._next_scheduled):
                 await self._beat(commands)
                 await self.sweep()
                 next_sweep = time.monotonic() + settings.SWEEP_INTERVAL
+                if check_sent is not None:
+                    # Not reading while sweeping: that time is not the probe's.
+                    check_sent += next_sweep - settings.SWEEP_INTERVAL - now
                 continue
-            if ping_sent is not None and now - ping_sent > settings.HEALTH_CHECK_TIMEOUT:
+            if check_sent is not None and self._probe_nonce is None:
+                check_sent = None  # the probe came back: this subscription receives
+                last_heard = now
+            if check_sent is not None and now - check_sent > settings.HEALTH_CHECK_TIMEOUT:
                 raise redis.ConnectionError(
-                    f"no answer to PING within {settings.HEALTH_CHECK_TIMEOUT:g} s"
+                    f"the subscription answers PING but its probe did not come back within "
+                    f"{settings.HEALTH_CHECK_TIMEOUT:g} s (a demoted or cut-off master?)"
+                    if pong_seen
+                    else f"no answer to PING within {settings.HEALTH_CHECK_TIMEOUT:g} s"
                 )
-            if ping_sent is None and now - last_heard > settings.HEALTH_CHECK_INTERVAL:
-                # A half-open connection never errors on its own: ask, and expect an answer.
+            if check_sent is None and now - last_heard > settings.HEALTH_CHECK_INTERVAL:
                 await pubsub.ping()
-                ping_sent = now
+                await self._send_probe(pubsub, commands)
+                check_sent, pong_seen = now, False
             wake = min(next_sweep, self._next_scheduled or next_sweep)
             message = await pubsub.get_message(timeout=min(POLL_SECONDS, max(0.0, wake - now)))
             if message is None:
                 continue
             last_heard = time.monotonic()
-            ping_sent = None
+            if message.get("type") == "pong":
+                pong_seen = True
             batch = [message]
             while len(batch) < BATCH_SIZE:
                 more = await pubsub.get_message(timeout=0)
                 if more is None:
                     break
                 batch.append(more)
+            handling = time.monotonic()
             await self.handle_messages(batch)
+            if check_sent is not None:
+                check_sent += time.monotonic() - handling  # a long batch is not the probe's
+
+    async def _send_probe(self, pubsub: aioredis.client.PubSub, commands: aioredis.Redis) -> None:
+        """Publish a probe to our own channel, on the master the publishers use now.
+
+        Under Sentinel, ask where the master is first (which also moves the commands
+        client's idle connections there): a subscription on another server is on a former
+        master, and is given up at once. The probe itself is the proof without Sentinel too.
+        """
+        timeout = self.settings.HEALTH_CHECK_TIMEOUT
+        nonce = secrets.token_hex(8)
+        self._probe_nonce = nonce
+        try:
+            master = await asyncio.wait_for(redis_clients.amaster_address(commands), timeout)
+        except (redis.RedisError, OSError) as exc:
+            # The sentinels are away, not necessarily the master: let the probe tell.
+            logger.warning("Could not ask the sentinels where the master is (%s)", exc)
+            master = None
+        subscribed_at = redis_clients.connection_address(pubsub.connection)
+        if master is not None and subscribed_at is not None and master != subscribed_at:
+            raise redis.ConnectionError(
+                f"the master is now at {master[0]}:{master[1]}, the subscription still on "
+                f"{subscribed_at[0]}:{subscribed_at[1]}"
+            )
+        try:
+            await asyncio.wait_for(
+                commands.publish(self.settings.CHANNEL, build_probe_message(nonce)), timeout
+            )
+        except TimeoutError as exc:
+            raise redis.ConnectionError(f"the probe's PUBLISH took over {timeout:g} s") from exc
 
     async def _beat(self, commands: aioredis.Redis) -> None:
         """Write this listener's heartbeat, which ``notifications_health`` reads."""
@@ -248,9 +311,17 @@ class NotificationListener:
             if message.get("type") != "message":
                 continue
             try:
-                ids.append(parse_pubsub_message(message["data"]))
+                event = parse_pubsub_event(message["data"])
             except EventError as exc:
                 logger.warning("Ignoring a malformed message on %r: %s", self.settings.CHANNEL, exc)
+                continue
+            if event.event == "probe":
+                # Ours proves the subscription receives; another listener's means nothing here.
+                if event.nonce == self._probe_nonce:
+                    self._probe_nonce = None
+                continue
+            assert event.id is not None  # noqa: S101 - a created event always has one
+            ids.append(event.id)
         return await self.handle_ids(ids)
 
     async def handle_ids(self, ids: list[int]) -> int:
@@ -425,10 +496,5 @@ class NotificationListener:
         )
 
 
-def _redacted(url: str) -> str:
-    """Return a Redis URL without its password, for logs."""
-    parts = urlsplit(url)
-    if parts.password:
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-        return urlunsplit(parts._replace(netloc=netloc))
-    return url
+# Kept for callers of the old name; redis_clients says where Redis is without a password.
+_redacted = redis_clients.redacted_url

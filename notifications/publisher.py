@@ -11,14 +11,16 @@ from django.db import transaction
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from notifications import conf
+from notifications import conf, redis_clients
 from notifications.events import build_created_message
 
 logger = logging.getLogger(__name__)
 
 _lock = threading.Lock()
 _client: redis.Redis | None = None
-_client_url: str | None = None
+# The settings the client was made from: a change (override_settings, Sentinel on or off)
+# makes a new one.
+_client_made_for: conf.NotificationSettings | None = None
 _skip_until = 0.0
 
 
@@ -62,31 +64,35 @@ def _publish_now_unsafe(notification_id: int) -> bool:
 
 
 def _get_client() -> redis.Redis:
-    """Return this process's Redis client, made on first use (never at import time)."""
-    global _client, _client_url
+    """Return this process's Redis client, made on first use (never at import time).
+
+    Under Sentinel it finds the master on each new connection: after a failover the first
+    PUBLISH fails (the row waits for the sweep), and the next, after PUBLISH_BACKOFF,
+    connects to the new master.
+    """
+    global _client, _client_made_for
     settings = conf.get()
     with _lock:
-        if _client is None or _client_url != settings.REDIS_URL:
-            _client = redis.Redis.from_url(
-                settings.REDIS_URL,
-                **conf.redis_kwargs(
-                    socket_timeout=settings.PUBLISH_TIMEOUT,
-                    socket_connect_timeout=settings.PUBLISH_TIMEOUT,
-                    health_check_interval=30,
-                    # No retries: a save must not wait out a back-off loop while Redis is down.
-                    retry=Retry(NoBackoff(), 0),
-                ),
+        if _client is None or _client_made_for != settings:
+            if _client is not None:
+                redis_clients.close(_client)
+            _client = redis_clients.sync_client(
+                socket_timeout=settings.PUBLISH_TIMEOUT,
+                socket_connect_timeout=settings.PUBLISH_TIMEOUT,
+                health_check_interval=30,
+                # No retries: a save must not wait out a back-off loop while Redis is down.
+                retry=Retry(NoBackoff(), 0),
             )
-            _client_url = settings.REDIS_URL
+            _client_made_for = settings
         return _client
 
 
 def reset() -> None:
     """Forget the client and any back-off (tests, and after settings change)."""
-    global _client, _client_url, _skip_until
+    global _client, _client_made_for, _skip_until
     with _lock:
         if _client is not None:
-            _client.close()
+            redis_clients.close(_client)
         _client = None
-        _client_url = None
+        _client_made_for = None
         _skip_until = 0.0

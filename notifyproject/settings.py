@@ -5,7 +5,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from notifications.setup import MAX_CONNECTIONS, channel_layers
+from notifications.setup import (
+    MAX_CONNECTIONS,
+    channel_layers,
+    sentinel_addresses,
+    sentinel_master_options,
+)
 from notifyproject.env import env_bool, env_list, parse_database_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -103,23 +108,47 @@ REDIS_OPTIONS = (
     {"ssl_ca_certs": os.environ["REDIS_TLS_CA_FILE"]} if os.environ.get("REDIS_TLS_CA_FILE") else {}
 )
 
+# Redis Sentinel: with REDIS_SENTINELS ("host:port,host:port") and REDIS_SENTINEL_MASTER set,
+# every Redis client (the save hook's PUBLISH, the listener, the channel layer, the health
+# command) asks the sentinels where the master is and follows it through a failover. REDIS_URL
+# then names no server: only its password, database number and rediss:// still apply, to the
+# master. One of the two without the other is notifications.E006 at start-up.
+REDIS_SENTINELS = sentinel_addresses(os.environ.get("REDIS_SENTINELS", ""))
+REDIS_SENTINEL_MASTER = os.environ.get("REDIS_SENTINEL_MASTER", "")
+_SENTINEL = bool(REDIS_SENTINELS and REDIS_SENTINEL_MASTER)
+_MASTER_OPTIONS = {**REDIS_OPTIONS, **(sentinel_master_options(REDIS_URL) if _SENTINEL else {})}
+
 # The channel layer may be sharded over several Redis servers (groups and channels are spread
-# by consistent hashing); by default it is the one at REDIS_URL. The helper sets the options
-# learned the hard way (no socket timeout on blocking reads, a large pool, a large capacity).
-CHANNEL_LAYERS = channel_layers(
-    os.environ.get("CHANNEL_LAYER_URLS", REDIS_URL),
-    max_connections=int(os.environ.get("REDIS_MAX_CONNECTIONS", MAX_CONNECTIONS)),
-    prefix=os.environ.get("CHANNELS_PREFIX", "asgi"),
-    options=REDIS_OPTIONS,
-)
+# by consistent hashing); by default it is the one at REDIS_URL, or the Sentinel master. The
+# helper sets the options learned the hard way (no socket timeout on blocking reads, a large
+# pool, a large capacity).
+_LAYER_OPTIONS = {
+    "max_connections": int(os.environ.get("REDIS_MAX_CONNECTIONS", MAX_CONNECTIONS)),
+    "prefix": os.environ.get("CHANNELS_PREFIX", "asgi"),
+}
+if _SENTINEL and not os.environ.get("CHANNEL_LAYER_URLS"):
+    CHANNEL_LAYERS = channel_layers(
+        sentinels=REDIS_SENTINELS,
+        master_name=REDIS_SENTINEL_MASTER,
+        options=_MASTER_OPTIONS,
+        **_LAYER_OPTIONS,
+    )
+else:
+    CHANNEL_LAYERS = channel_layers(
+        os.environ.get("CHANNEL_LAYER_URLS", REDIS_URL), options=REDIS_OPTIONS, **_LAYER_OPTIONS
+    )
 
 NOTIFICATIONS = {
     "REDIS_URL": REDIS_URL,
-    "REDIS_OPTIONS": REDIS_OPTIONS,
+    "REDIS_OPTIONS": _MASTER_OPTIONS,
     "CHANNEL": os.environ.get("NOTIFICATIONS_CHANNEL", "notifications"),
     # The inbox sits inside the demo's own layout (header, bell, account menu).
     "BASE_TEMPLATE": "base.html",
 }
+if REDIS_SENTINELS or REDIS_SENTINEL_MASTER:
+    NOTIFICATIONS.update(
+        REDIS_SENTINELS=REDIS_SENTINELS, REDIS_SENTINEL_MASTER=REDIS_SENTINEL_MASTER
+    )
 
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", default=not DEBUG)

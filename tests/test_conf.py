@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import io
+import json
+import os
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -13,6 +17,7 @@ from django.test import override_settings
 
 from notifications import checks, conf
 from notifyproject import settings as project_settings
+from tests.processes import ROOT
 
 REDIS_LAYER = "channels_redis.core.RedisChannelLayer"
 GOOD_HOST = {"address": "redis://127.0.0.1:6379/15", "socket_timeout": None}
@@ -282,3 +287,140 @@ def test_project_settings_produce_no_notification_messages() -> None:
         DEBUG=False,
     ):
         assert notification_check_ids() == []
+
+
+# ---- Sentinel ----------------------------------------------------------------------------
+
+SENTINEL_LAYER = {
+    "BACKEND": REDIS_LAYER,
+    "CONFIG": {
+        "capacity": 5000,
+        "hosts": [
+            {
+                "sentinels": [("s1", 26379), ("s2", 26379)],
+                "master_name": "notify",
+                "socket_timeout": None,
+                "max_connections": 1000,
+                "password": "pw",
+                "db": 2,
+                "sentinel_kwargs": {"password": "spw"},
+            }
+        ],
+    },
+}
+
+
+def test_sentinel_is_off_by_default() -> None:
+    with override_settings(NOTIFICATIONS={}, CHANNEL_LAYERS={}):
+        assert conf.get().REDIS_SENTINELS == []
+        assert conf.get().REDIS_SENTINEL_MASTER == ""
+        assert conf.get().REDIS_SENTINEL_OPTIONS == {}
+
+
+@pytest.mark.parametrize(
+    "sentinels",
+    [
+        ["s1:26379", "s2:26380"],
+        [("s1", 26379), ["s2", 26380]],
+        ("s1:26379",),
+        ["[::1]:26379", "s3"],  # no port: Sentinel's own 26379
+    ],
+)
+def test_sentinel_forms_are_valid(sentinels: list[Any]) -> None:
+    assert conf.problems({"REDIS_SENTINELS": sentinels, "REDIS_SENTINEL_MASTER": "m"}) == []
+
+
+@pytest.mark.parametrize(
+    "entry", ["s1:port", ":26379", ("s1", "26379"), ("s1", 0), ("s1", True), 26379, ("s1",)]
+)
+def test_a_sentinel_that_is_no_address_is_e005(entry: Any) -> None:
+    text = check_failure(REDIS_SENTINELS=[entry], REDIS_SENTINEL_MASTER="m")
+    assert "notifications.E005" in text
+    assert "REDIS_SENTINELS" in text
+
+
+@pytest.mark.parametrize(
+    ("values", "missing"),
+    [
+        ({"REDIS_SENTINELS": ["s1:26379"]}, "REDIS_SENTINEL_MASTER"),
+        ({"REDIS_SENTINEL_MASTER": "m"}, "REDIS_SENTINELS"),
+    ],
+)
+def test_one_sentinel_key_without_the_other_is_e006(values: dict, missing: str) -> None:
+    text = check_failure(**values)
+    assert "notifications.E006" in text
+    assert missing in text
+    with override_settings(NOTIFICATIONS=values):
+        assert not (conf.get().REDIS_SENTINELS and conf.get().REDIS_SENTINEL_MASTER)
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("REDIS_SENTINELS", "s1:26379"), ("REDIS_SENTINEL_MASTER", 5), ("REDIS_SENTINEL_OPTIONS", [])],
+)
+def test_sentinel_keys_of_the_wrong_type_are_e003(key: str, value: Any) -> None:
+    assert "notifications.E003" in check_failure(**{key: value})
+
+
+def test_an_unset_app_follows_a_sentinel_layer() -> None:
+    with override_settings(NOTIFICATIONS={}, CHANNEL_LAYERS={"default": SENTINEL_LAYER}):
+        settings = conf.get()
+        assert settings.REDIS_SENTINELS == [("s1", 26379), ("s2", 26379)]
+        assert settings.REDIS_SENTINEL_MASTER == "notify"
+        assert settings.REDIS_SENTINEL_OPTIONS == {"password": "spw"}
+        # Who and which database carry over; the layer's pool size and timeouts do not.
+        assert settings.REDIS_OPTIONS == {"password": "pw", "db": 2}
+        # The app follows the layer's master: nothing to warn about.
+        assert "notifications.W009" not in [message.id for message in checks.check_wiring()]
+
+
+def test_the_sentinel_layer_passes_the_layer_checks() -> None:
+    assert layer_ids(SENTINEL_LAYER) == []
+
+
+def test_sentinel_on_one_side_only_is_w009() -> None:
+    app = {"REDIS_SENTINELS": ["s1:26379"], "REDIS_SENTINEL_MASTER": "notify"}
+    plain = redis_layer()
+    with override_settings(NOTIFICATIONS=app, CHANNEL_LAYERS={"default": plain}):
+        assert "notifications.W009" in [message.id for message in checks.check_wiring()]
+    fixed = {"REDIS_URL": "redis://127.0.0.1:6379/15"}
+    with override_settings(NOTIFICATIONS=fixed, CHANNEL_LAYERS={"default": SENTINEL_LAYER}):
+        ids = [message.id for message in checks.check_wiring()]
+        assert "notifications.W009" in ids
+        assert "notifications.W007" not in ids  # nothing to compare a URL with
+    with override_settings(NOTIFICATIONS=app, CHANNEL_LAYERS={"default": SENTINEL_LAYER}):
+        ids = [message.id for message in checks.check_wiring()]
+        assert "notifications.W009" not in ids
+        assert "notifications.W007" not in ids
+
+
+def test_the_demo_reads_the_sentinel_environment() -> None:
+    """REDIS_SENTINELS / REDIS_SENTINEL_MASTER configure the layer and the app alike."""
+    script = (
+        "import json, django; django.setup()\n"
+        "from django.conf import settings as s\n"
+        "from notifications import conf\n"
+        "host = s.CHANNEL_LAYERS['default']['CONFIG']['hosts'][0]\n"
+        "c = conf.get()\n"
+        "print(json.dumps([host['sentinels'], host['master_name'], host['socket_timeout'],"
+        " host['db'], c.REDIS_SENTINELS, c.REDIS_SENTINEL_MASTER, c.REDIS_OPTIONS]))\n"
+    )
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "notifyproject.settings",
+        "REDIS_SENTINELS": "127.0.0.1:26379, 127.0.0.1:26380",
+        "REDIS_SENTINEL_MASTER": "notify",
+        "REDIS_URL": "redis://:pw@ignored:6379/3",
+    }
+    env.pop("CHANNEL_LAYER_URLS", None)
+    env.pop("REDIS_TLS_CA_FILE", None)
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, cwd=ROOT, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    sentinels, master, timeout, db, app_sentinels, app_master, options = json.loads(done.stdout)
+    assert sentinels == app_sentinels == [["127.0.0.1", 26379], ["127.0.0.1", 26380]]
+    assert master == app_master == "notify"
+    assert timeout is None
+    assert db == 3
+    assert options == {"db": 3, "password": "pw"}

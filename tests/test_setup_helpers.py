@@ -19,7 +19,13 @@ from django.test import override_settings
 
 from notifications import auth, checks
 from notifications.asgi import websocket_application
-from notifications.setup import channel_layers, sqlite_database, tune_garbage_collector
+from notifications.setup import (
+    channel_layers,
+    sentinel_address,
+    sentinel_master_options,
+    sqlite_database,
+    tune_garbage_collector,
+)
 from notifyproject.env import parse_database_url
 from tests.conftest import asession_cookie
 from tests.factories import UserFactory
@@ -288,3 +294,83 @@ def test_the_demo_asgi_loads_in_a_site_without_serve_static(tmp_path: Path) -> N
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ProtocolTypeRouter"
+
+
+# ---- channel_layers with Sentinel ---------------------------------------------------------
+
+
+def test_the_sentinel_form_gives_channels_redis_its_sentinel_host() -> None:
+    layers = channel_layers(
+        sentinels="s1:26379, s2:26380",
+        master_name="notify",
+        options={"password": "pw", "db": 1},
+        sentinel_options={"password": "spw"},
+        max_connections=50,
+    )
+    (host,) = layers["default"]["CONFIG"]["hosts"]
+    assert host == {
+        "sentinels": [("s1", 26379), ("s2", 26380)],
+        "master_name": "notify",
+        "socket_timeout": None,
+        "socket_connect_timeout": 5,
+        "max_connections": 50,
+        "password": "pw",
+        "db": 1,
+        "sentinel_kwargs": {"socket_timeout": 5, "socket_connect_timeout": 5, "password": "spw"},
+    }
+    with override_settings(CHANNEL_LAYERS=layers, DEBUG=False):
+        assert checks.check_channel_layer() == []
+
+
+def test_channels_redis_builds_a_sentinel_pool_from_it() -> None:
+    from channels_redis.utils import create_pool
+    from redis.asyncio.sentinel import SentinelConnectionPool
+
+    layers = channel_layers(sentinels=[("s1", 26379)], master_name="notify")
+    layer = RedisChannelLayer(**layers["default"]["CONFIG"])
+    pool = create_pool(layer.hosts[0])
+    assert isinstance(pool, SentinelConnectionPool)
+    assert pool.service_name == "notify"
+    assert pool.connection_kwargs["socket_timeout"] is None
+    assert pool.max_connections == 1000
+    sentinel = pool.sentinel_manager.sentinels[0]
+    assert sentinel.connection_pool.connection_kwargs["socket_timeout"] == 5
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"sentinels": "s1:26379"},
+        {"master_name": "m"},
+        {"sentinels": "", "master_name": "m"},
+        {"sentinels": "s1:26379", "master_name": "m", "urls": "redis://a"},
+    ],
+)
+def test_an_incomplete_sentinel_form_is_refused(kwargs: dict) -> None:
+    urls = kwargs.pop("urls", None)
+    with pytest.raises(ValueError, match="Sentinel"):
+        channel_layers(urls, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("entry", "address"),
+    [
+        ("s1:26379", ("s1", 26379)),
+        (" s1:26380 ", ("s1", 26380)),
+        ("s1", ("s1", 26379)),
+        ("[::1]:26379", ("::1", 26379)),
+        (("s1", 26381), ("s1", 26381)),
+    ],
+)
+def test_sentinel_addresses_in_every_form(entry, address) -> None:
+    assert sentinel_address(entry) == address
+
+
+def test_sentinel_master_options_keep_what_a_url_says_besides_where() -> None:
+    assert sentinel_master_options("rediss://u:p%40w@host:6380/4") == {
+        "db": 4,
+        "password": "p@w",
+        "username": "u",
+        "ssl": True,
+    }
+    assert sentinel_master_options("redis://host:6379") == {}

@@ -32,7 +32,7 @@ class Command(BaseCommand):
             self.stdout.write(json.dumps(report.as_dict(), indent=2))
         else:
             self.stdout.write(f"database:  {report.database}")
-            self.stdout.write(f"redis:     {report.redis}")
+            self.stdout.write(f"redis:     {report.redis} ({report.redis_at})")
             self.stdout.write(f"listeners: {len(report.listeners)} alive")
             for beat in report.listeners:
                 self.stdout.write(
