@@ -10,22 +10,13 @@ show: each notification once, with its read state.
 Clients run as asyncio tasks on a :class:`ClientLoop` (an event loop in a daemon thread), so
 synchronous tests can drive the ORM and the processes while the clients live on.
 
-The ``sync`` cursor is a notification id; the server answers with what it delivered to the
-user after that one, in dispatch order (``missed_since``), and ``pong.last_id`` names the last
-one it delivered. Where the cursor comes from is a policy (see ``cursor``):
-
-* ``"seen"`` — what bell.js does: the last id pushed or synced, and a ``sync`` when a
-  ``pong`` names an id the tab does not have. A push dropped *before* one that arrived (a
-  full channel, a Redis restart, a listener killed between its commit and its push) is then
-  never noticed: the last one is there, the cursor is past the hole.
-* ``"synced"`` (the default) — the last id a ``missed`` answer brought. Pushes are shown at
-  once but do not move the cursor, so any ``pong`` whose ``last_id`` is not the cursor
-  triggers a ``sync`` that re-reads everything delivered after it: a dropped push is
-  recovered wherever it fell. As a last resort, a ``pong`` that agrees with the cursor but
-  counts more ``unread`` than the tab shows triggers a re-read of the newest ``MAX_SYNC``
-  (``sync`` without ``since``): that catches a row that committed behind the cursor
-  (concurrent dispatchers on PostgreSQL take Delivery ids out of commit order) and whose
-  push was lost too.
+The ``sync`` cursor follows bell.js exactly: it is the ``cursor`` of the last ``missed``
+answer to a sync sent from it (the server's, which never passes a row still settling); pushes
+are shown at once but never move it, so any ``pong`` whose ``last_id`` is not the cursor
+triggers a ``sync`` that re-reads everything delivered after it — a dropped push is recovered
+wherever it fell. A full answer (``MAX_SYNC`` items) is followed by a sync from its last item.
+There is no other fallback: tests/faults/browser_pages.py checks real pages running bell.js
+against the same faults, and the two must behave alike.
 """
 
 from __future__ import annotations
@@ -63,8 +54,6 @@ class Snapshot:
     gap_syncs: int
     errors: list[dict]
     titles: dict[int, str]
-    resynced: list[int]  # ids that came in answers to a full re-read
-    full_resyncs: int
     sync_cursor: int | None
 
     @property
@@ -77,18 +66,13 @@ class Snapshot:
 
     @property
     def push_only(self) -> set[int]:
-        """Never returned by a ``sync``: once the cursor has passed them, rows behind it."""
-        return set(self.pushes) - set(self.synced) - set(self.resynced)
+        """Never returned by a ``sync`` (pushed, and settled before a sync re-read them)."""
+        return set(self.pushes) - set(self.synced)
 
     @property
     def sync_only(self) -> set[int]:
-        """Recovered by the cursor's ``sync`` (pushes lost, noticed by ``pong.last_id``)."""
+        """Recovered by ``sync`` (pushes lost, noticed by ``pong.last_id``)."""
         return set(self.synced) - set(self.pushes)
-
-    @property
-    def reread_only(self) -> set[int]:
-        """Recovered only by a full re-read: rows that landed behind the sync cursor."""
-        return set(self.shown) - set(self.pushes) - set(self.synced)
 
 
 @dataclass
@@ -117,10 +101,7 @@ class BellClient:
         backoff_base: float = 0.2,
         backoff_cap: float = 2.0,
         max_sync: int = 200,
-        cursor: str = "synced",
     ) -> None:
-        if cursor not in ("seen", "synced"):
-            raise ValueError(f"unknown cursor policy {cursor!r}")
         self.url = url
         self.cookie = cookie
         self.origin = origin
@@ -131,7 +112,6 @@ class BellClient:
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
         self.max_sync = max_sync
-        self.cursor_policy = cursor
 
         self._lock = threading.Lock()
         self.pushes: list[int] = []
@@ -147,16 +127,11 @@ class BellClient:
         self.hellos: list[dict] = []
         self.gave_up = False
 
-        self.seen_cursor: int | None = None
         self.sync_cursor: int | None = None
         self.server_unread: int | None = None
-        self.resynced: list[int] = []
-        self.full_resyncs = 0
-        self._rereading = False
-        self._behind_since: int | None = None
         self.server_last_id: int | None = None
         self._pending_acks: list[int] = []
-        self._syncs_in_flight = 0
+        self._asked: list[int | None] = []  # the ``since`` of each sync in flight, in order
         self._awaiting_pong_since: float | None = None
         self._ws: ClientConnection | None = None
         self._stopping = asyncio.Event()
@@ -180,8 +155,6 @@ class BellClient:
                 gap_syncs=self.gap_syncs,
                 errors=list(self.errors),
                 titles=dict(self.titles),
-                resynced=list(self.resynced),
-                full_resyncs=self.full_resyncs,
                 sync_cursor=self.sync_cursor,
             )
 
@@ -232,8 +205,7 @@ class BellClient:
 
     async def _session(self, ws: ClientConnection) -> bool:
         """One connection's life; True when the server said hello."""
-        self._syncs_in_flight = 0
-        self._rereading = False
+        self._asked = []
         self._awaiting_pong_since = None
         try:
             hello = json.loads(await asyncio.wait_for(ws.recv(), 10))
@@ -246,12 +218,6 @@ class BellClient:
             self.hellos.append(hello)
         self.server_last_id = hello.get("last_id")
         await self._sync()
-        if self.sync_cursor is None:
-            # A first sync without a cursor brings the last MAX_SYNC delivered, as history; an
-            # empty history means "from the start" (0) for the syncs that follow.
-            self.sync_cursor = 0
-        if self.seen_cursor is None:
-            self.seen_cursor = 0
         self.hello_seen.set()
         tasks = [
             asyncio.create_task(self._ping_forever(ws)),
@@ -327,16 +293,14 @@ class BellClient:
 
     # ---- frames -------------------------------------------------------------------------
 
-    def _cursor(self) -> int | None:
-        return self.seen_cursor if self.cursor_policy == "seen" else self.sync_cursor
-
     async def _sync(self, *, gap: bool = False, since: int | str | None = "cursor") -> None:
-        self._syncs_in_flight += 1
+        start = self.sync_cursor if since == "cursor" else since
+        self._asked.append(start)  # type: ignore[arg-type]
         with self._lock:
             self.syncs_sent += 1
             if gap:
                 self.gap_syncs += 1
-        await self._send({"type": "sync", "since": self._cursor() if since == "cursor" else since})
+        await self._send({"type": "sync", "since": start})
 
     def _remember(self, notification: dict) -> bool:
         """Show a notification once; return True when it is new to this tab."""
@@ -356,55 +320,39 @@ class BellClient:
                     self.duplicate_pushes += 1
                 self.pushes.append(notification["id"])
                 fresh = self._remember(notification)
-            self.seen_cursor = notification["id"]
             if fresh:
                 self._pending_acks.append(notification["id"])
         elif kind == "missed":
             items = frame["notifications"]
-            self._syncs_in_flight = max(0, self._syncs_in_flight - 1)
+            asked = self._asked.pop(0) if self._asked else self.sync_cursor
             with self._lock:
-                record = self.resynced if self._rereading else self.synced
                 for notification in items:
-                    record.append(notification["id"])
+                    self.synced.append(notification["id"])
                     if self._remember(notification):
                         self._pending_acks.append(notification["id"])
-            self._rereading = False
-            if items:
-                # Dispatch order: the last item is the newest delivery.
-                self.sync_cursor = self.seen_cursor = items[-1]["id"]
+            # As bell.js: only the answer to a sync sent from the cursor moves it, to the
+            # server's cursor (behind rows still settling; they come again, shown once).
+            before = self.sync_cursor
+            if asked == self.sync_cursor:
+                if frame.get("cursor") is not None:
+                    self.sync_cursor = frame["cursor"]
+                elif "cursor" not in frame and items:
+                    self.sync_cursor = items[-1]["id"]
+                elif "cursor" not in frame and self.sync_cursor is None:
+                    self.sync_cursor = 0
             if len(items) >= self.max_sync:
-                await self._sync()  # the answer was capped: ask for the rest
+                # The answer was capped: ask for the rest, from its last item.
+                if asked is not None:
+                    await self._sync(since=items[-1]["id"])
+                elif self.sync_cursor != before:
+                    await self._sync()
         elif kind == "pong":
             self._awaiting_pong_since = None
             last_id = frame.get("last_id")
             self.server_last_id = last_id
             self.server_unread = frame.get("unread")
-            if self._syncs_in_flight:
-                return
-            with self._lock:
-                shown_unread = sum(1 for read in self.shown.values() if not read)
-                known = last_id in self.shown
-            if self.cursor_policy == "seen":
-                if last_id is not None and not known:
-                    await self._sync(gap=True)
-            elif last_id is not None and last_id != self.sync_cursor:
-                self._behind_since = None
+            if not self._asked and last_id is not None and last_id != self.sync_cursor:
                 await self._sync(gap=True)
-            elif self.server_unread is not None and self.server_unread > shown_unread:
-                # Up to date with the server's last delivery, yet fewer unread than it counts:
-                # a row landed behind the cursor. Twice in a row with the same cursor (so not
-                # a delivery that committed between the pong's two queries), read the newest
-                # MAX_SYNC again: they hold any recent row, wherever its id fell.
-                if self._behind_since != self.sync_cursor:
-                    self._behind_since = self.sync_cursor
-                    return
-                self._behind_since = None
-                with self._lock:
-                    self.full_resyncs += 1
-                self._rereading = True
-                await self._sync(gap=True, since=None)
-            else:
-                self._behind_since = None
         elif kind == "read":
             with self._lock:
                 for nid in frame.get("ids", []):

@@ -66,10 +66,44 @@
   var stableTimer = null;
   var stopped = false;
   var greeted = false;            // a hello has arrived on some connection of this page
-  var syncQueue = [];             // per sync in flight: true if a hello already counted its items
+  var syncQueue = [];             // per sync in flight: {counted: a hello or pong already
+                                  // counted its items, since: the cursor it was sent with}
   var readWaiters = [];
   var lastVisibleSync = 0;
   var originalTitle = document.title.replace(/^\(\d+\+?\) /, "");
+
+  // Test hook, off unless the page set window.__nbellTestHooks = true before this script ran
+  // (the fault and browser tests do, with an init script): a frozen, read-only view of what
+  // this bell holds — every id (the dropdown shows ten), which came by push and which by
+  // sync, the sync cursor. It changes nothing and shows nothing the user's own API does not.
+  var seen = null;                // only with the hook on: {push: Set, sync: Set, twice: N}
+  var gapSyncs = 0;               // syncs sent because a pong named an id past the cursor
+  if (window.__nbellTestHooks === true && !window.__nbell) {
+    seen = { push: new Set(), sync: new Set(), twice: 0 };
+    window.__nbell = Object.freeze({
+      state: function () {
+        return {
+          ids: Array.from(items.keys()),
+          pushed: Array.from(seen.push),
+          synced: Array.from(seen.sync),
+          duplicatePushes: seen.twice,
+          cursor: lastId,
+          unread: unread,
+          gapSyncs: gapSyncs,
+          connected: !!(socket && socket.readyState === WebSocket.OPEN)
+        };
+      }
+    });
+  }
+
+  function arrivedVia(way, notifications) {
+    if (!seen) return;
+    notifications.forEach(function (n) {
+      if (!n || typeof n.id !== "number") return;
+      if (way === "push" && seen.push.has(n.id)) seen.twice += 1;
+      seen[way].add(n.id);
+    });
+  }
 
   // ---- helpers -------------------------------------------------------------------------
 
@@ -262,8 +296,12 @@
     return false;
   }
 
-  function sync(countedByHello) {
-    if (send({ type: "sync", since: lastId })) syncQueue.push(countedByHello);
+  /* Ask for what was delivered after `since` (by default the cursor). */
+  function sync(countedByHello, since) {
+    var from = since === undefined ? lastId : since;
+    if (send({ type: "sync", since: from })) {
+      syncQueue.push({ counted: countedByHello, since: from });
+    }
   }
 
   /* Acks are batched: a burst of notifications must not become a burst of frames (the server
@@ -500,6 +538,7 @@
       }
       case "notification": {
         var n = msg.notification;
+        arrivedVia("push", [n]);
         if (remember(n)) {
           ack([n.id]);
           render();
@@ -508,23 +547,34 @@
         break;
       }
       case "missed": {
-        var counted = syncQueue.length ? syncQueue.shift() : true;
+        var asked = syncQueue.length ? syncQueue.shift() : { counted: true, since: lastId };
+        var counted = asked.counted;
         var first = !loaded;
         var list = msg.notifications || [];
         // The server says where the next sync starts: it stays behind rows too young to be
         // sure nothing can still appear below them (they come again; de-duplicated by id).
+        // Only the answer to a sync sent from the cursor moves it: a later page (below) was
+        // read past rows that may still be settling.
         var before = lastId;
-        if ("cursor" in msg) { if (msg.cursor !== null) lastId = msg.cursor; }
-        else if (list.length) lastId = list[list.length - 1].id;
-        else if (lastId === null) lastId = 0;
+        if (asked.since === lastId) {
+          if ("cursor" in msg) { if (msg.cursor !== null) lastId = msg.cursor; }
+          else if (list.length) lastId = list[list.length - 1].id;
+          else if (lastId === null) lastId = 0;
+        }
+        arrivedVia("sync", list);
         var fresh = list.filter(remember);
         ack(fresh.map(function (n) { return n.id; }));
         loaded = true;
         render();
         // The first list of a page is history, not news: no toasts for it.
         if (!first) arrived(fresh, counted);
-        // A full answer may not be all of it: ask for the rest.
-        if (list.length >= MAX_SYNC && lastId !== before) sync(true);
+        // A full answer may not be all of it: ask for the rest, from its last item. (From
+        // the cursor would return the same page while its rows are young: a burst of more
+        // than MAX_SYNC whose pushes the layer dropped stayed half-shown for half a minute.)
+        if (list.length >= MAX_SYNC) {
+          if (asked.since !== null) sync(true, list[list.length - 1].id);
+          else if (lastId !== before) sync(true);
+        }
         break;
       }
       case "read":
@@ -536,7 +586,10 @@
         // to us and our unread count: if we never got that one, a push was lost — sync
         // (its items are already in this count, so they add nothing).
         if (typeof msg.unread === "number") setUnread(msg.unread);
-        if (msg.last_id != null && msg.last_id !== lastId && !syncQueue.length) sync(true);
+        if (msg.last_id != null && msg.last_id !== lastId && !syncQueue.length) {
+          gapSyncs += 1;
+          sync(true);
+        }
         break;
       case "error":
         if (window.console) console.warn("notifications:", msg.code, msg.detail);
