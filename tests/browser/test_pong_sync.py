@@ -1,0 +1,124 @@
+"""Pong → sync in the real bell: a delivery whose push never came shows within one ping.
+
+The delivery guarantee rests on it: pushes travel at most once, and a page learns of a lost
+one only from its next ``pong``, whose ``last_id`` it does not hold. Here the push is never
+sent at all: the Delivery row is written straight to the database (as the listener would,
+without the channel layer), on a daphne whose bells ping every PING seconds.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+from playwright.sync_api import expect
+
+from notifications.models import Notification
+from notifications.services import deliveries_record, notify
+from tests import processes
+from tests.browser.conftest import Bell, log_in
+from tests.factories import UserFactory
+from tests.faults.browser_pages import BELL_PING_SETTINGS, HOOKS
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+PING = 2.0  # this daphne's BELL_PING_INTERVAL, in seconds
+# A recovery must come at the first pong after the row: within PING, plus the pong's and the
+# sync's round trips and the rendering, generous for a loaded machine.
+WITHIN = PING + 3.0
+
+
+@pytest.fixture(scope="module")
+def pinging_daphne(live_env: dict[str, str], live_stack: dict) -> Iterator[str]:
+    """A daphne of this module's own whose pages ping every PING seconds; its base URL."""
+    port = processes.free_port()
+    env = {key: value for key, value in live_env.items() if key != "DJANGO_ALLOW_ASYNC_UNSAFE"}
+    env.update(
+        DJANGO_SETTINGS_MODULE=BELL_PING_SETTINGS,
+        BELL_BASE_SETTINGS=settings.SETTINGS_MODULE or "tests.settings",
+        BELL_PING_INTERVAL=str(PING),
+    )
+    proc = processes.start_daphne(port, env)
+    yield f"http://127.0.0.1:{port}"
+    proc.stop()
+
+
+def delivered_without_a_push(user, title: str) -> Notification:
+    """Write a notification and its Delivery row as dispatched, and push nothing.
+
+    One transaction: when the save hook's PUBLISH reaches the listener, the row is already
+    dispatched, so the listener does nothing — no push, for any socket.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        notification = Notification.objects.create(
+            title=title,
+            recipient=user,
+            audience="user",
+            dispatched_at=now,
+            recorded_at=now,
+            recipient_count=1,
+        )
+        deliveries_record(notification.pk, [user.pk])
+    return notification
+
+
+def open_bell(new_context, base_url: str, user) -> Bell:
+    context = new_context(base_url=base_url)
+    context.add_init_script(HOOKS)
+    page = log_in(context, user.username)
+    bell = Bell(page).wait_ready()
+    expect(bell.root).to_have_attribute("data-ping-every", str(int(PING * 1000)))
+    return bell
+
+
+def hook(bell: Bell) -> dict:
+    return bell.page.evaluate("window.__nbell.state()")
+
+
+def wait_shown(bell: Bell, notification_id: int, within: float) -> float:
+    """Seconds until the dropdown lists ``notification_id``; fail after ``within``."""
+    started = time.monotonic()
+    expect(bell.item(notification_id)).to_have_count(1, timeout=within * 1000)
+    return time.monotonic() - started
+
+
+def test_a_delivery_without_a_push_shows_at_the_next_pong(new_context, pinging_daphne):
+    user = UserFactory()
+    bell = open_bell(new_context, pinging_daphne, user)
+    before = hook(bell)
+    assert before["ids"] == []
+
+    lost = delivered_without_a_push(user, "Never pushed")
+    took = wait_shown(bell, lost.pk, WITHIN)
+
+    after = hook(bell)
+    assert lost.pk in after["synced"]
+    assert lost.pk not in after["pushed"], "it was pushed: this test proves nothing"
+    assert after["gapSyncs"] > before["gapSyncs"], "shown, but not by a pong's gap sync"
+    assert after["connected"], "the page reconnected: recovered by hello's sync, not pong's"
+    bell.expect_unread(1)
+    expect(bell.toast(lost.pk)).to_have_count(1)  # news, shown once, like a push
+    print(f"\nshown {took:.2f} s after the row committed (ping every {PING:g} s)")
+
+
+def test_a_lost_push_before_one_that_arrived_is_still_recovered(new_context, pinging_daphne):
+    """The hole: the page holds a later push, so only the sync cursor can tell it lacks one."""
+    user = UserFactory()
+    bell = open_bell(new_context, pinging_daphne, user)
+
+    lost = delivered_without_a_push(user, "Lost before")
+    arrived = notify(user, "Pushed after")
+    expect(bell.item(arrived.pk)).to_have_count(1)
+    assert arrived.pk in hook(bell)["pushed"]
+    wait_shown(bell, lost.pk, WITHIN)
+
+    state = hook(bell)
+    assert sorted(state["ids"]) == sorted([lost.pk, arrived.pk])
+    assert lost.pk not in state["pushed"]
+    bell.expect_unread(2)
+    expect(bell.items).to_have_count(2)
