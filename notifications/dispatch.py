@@ -18,6 +18,7 @@ from django.db.models import Min
 from django.utils import timezone
 
 from notifications import conf
+from notifications.asyncdb import database_unavailable
 from notifications.audience import audience_queryset
 from notifications.events import (
     GROUP_ALL,
@@ -115,7 +116,11 @@ def dispatch_many(notification_ids: list[int]) -> list[Dispatched]:
     for notification_id in dict.fromkeys(notification_ids):
         try:
             result = dispatch_notification(notification_id)
-        except Exception:
+        except Exception as exc:
+            if database_unavailable(exc):
+                # The others would fail the same way, each with its own traceback: the
+                # caller backs off, and a sweep dispatches them all once it is back.
+                raise
             logger.exception(
                 "Dispatching notification %s failed; the sweep will retry it", notification_id
             )
@@ -144,22 +149,48 @@ def dispatch_one_user_batch(
 
     The listener hands the others (group, staff, all) to a worker of their own, so persisting
     a broadcast to 100,000 users never holds up the one-user notifications behind it.
+
+    When the database itself is unavailable (``database_unavailable``) the error is raised
+    as it came, with nothing retried: the listener backs off and sweeps once it is back.
+    A failure of the batch for any other reason (one bad row) is retried one id at a time,
+    and that retry runs no query of its own first, so it cannot fail inside the ``except``.
     """
     ids = list(dict.fromkeys(notification_ids))
     if not ids:
         return [], []
+    now = now or timezone.now()
     try:
-        results = _dispatch_single_user_batch(ids, now or timezone.now())
-    except Exception:
+        results = _dispatch_single_user_batch(ids, now)
+    except Exception as exc:
+        if database_unavailable(exc):
+            raise
         logger.exception("Batch dispatch of %d failed; retrying one by one", len(ids))
-        singles = Notification.objects.filter(pk__in=ids, audience=Audience.USER)
-        results = dispatch_many(list(singles.values_list("pk", flat=True)))
+        results = _dispatch_single_users_one_by_one(ids, now)
     done = {result.id for result in results}
     # Whatever was not a due one-user notification: broadcasts, and ids that are gone,
     # dispatched already or held by another listener, which claim_broadcast turns down
     # with one indexed UPDATE. (No query up front to tell them apart: that was a fifth of
     # the batch's time for the usual batch of one.)
     return results, [i for i in ids if i not in done]
+
+
+def _dispatch_single_users_one_by_one(ids: list[int], now: datetime) -> list[Dispatched]:
+    """Dispatch each one-user notification among ``ids`` in a transaction of its own.
+
+    One bad row then costs only itself (logged; the sweep retries it); an unavailable
+    database stops the round at once, as in ``dispatch_many``.
+    """
+    results: list[Dispatched] = []
+    for notification_id in ids:
+        try:
+            results += _dispatch_single_user_batch([notification_id], now)
+        except Exception as exc:
+            if database_unavailable(exc):
+                raise
+            logger.exception(
+                "Dispatching notification %s failed; the sweep will retry it", notification_id
+            )
+    return results
 
 
 def _dispatch_single_user_batch(ids: list[int], now: datetime) -> list[Dispatched]:
