@@ -10,15 +10,17 @@ import secrets
 import signal
 import time
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 import redis
 import redis.asyncio as aioredis
-from channels.db import database_sync_to_async
 from channels.layers import BaseChannelLayer, get_channel_layer
+from django import db as django_db
 from django.utils import timezone
 
 from notifications import conf, heartbeat, redis_clients
+from notifications.asyncdb import database_unavailable, db_async_discarding, probe_database
 from notifications.dispatch import (
     Dispatched,
     afan_out,
@@ -30,6 +32,7 @@ from notifications.dispatch import (
     unrecorded_notification_ids,
 )
 from notifications.events import EventError, build_probe_message, parse_pubsub_event
+from notifications.models import Notification
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +75,13 @@ class NotificationListener:
         self._stop: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._next_scheduled: float | None = None
+        # A database outage (see _database_failed): when it began, when to try again (the
+        # loop's next sweep), and the back-off after that; all None/minimal while it answers.
+        self._db_down_since: float | None = None
+        self._db_retry_at: float | None = None
+        self._db_delay = self.settings.RECONNECT_MIN_DELAY
+        self._db_attempts = 0
+        self._db_last_attempt = 0.0
         self._broadcasts: dict[int, asyncio.Task[None]] = {}
         self._broadcast_slot: asyncio.Semaphore | None = None
         self._record_slot: asyncio.Semaphore | None = None
@@ -152,6 +162,19 @@ class NotificationListener:
                 delay = min(delay * 2, self.settings.RECONNECT_MAX_DELAY)
                 # No sweep while Redis is away: its pushes would be lost on the layer. The
                 # sweep that follows every (re)subscribe catches up instead.
+            except Exception as exc:
+                # Database errors are handled where they happen (handle_ids, sweep); this is
+                # the net for whatever escaped them: never the end of the listener.
+                assert self.subscribed is not None  # noqa: S101
+                self.subscribed.clear()
+                wait = delay / 2 + random.uniform(0, delay / 2)  # noqa: S311
+                if isinstance(exc, django_db.Error):
+                    self._database_failed(exc, "receiving")
+                    logger.warning("Starting a new session in %.1f s", wait)
+                else:
+                    logger.exception("Listener session failed; starting a new one in %.1f s", wait)
+                await self._sleep(wait)
+                delay = min(delay * 2, self.settings.RECONNECT_MAX_DELAY)
 
     async def _session(self) -> None:
         """One connection's life: subscribe, catch up, then receive until stopped or cut."""
@@ -218,7 +241,7 @@ class NotificationListener:
         pong_seen = False
         while not self.stopping:
             now = time.monotonic()
-            if now >= next_sweep or (self._next_scheduled and now >= self._next_scheduled):
+            if self._sweep_due(now, next_sweep):
                 await self._beat(commands)
                 await self.sweep()
                 next_sweep = time.monotonic() + settings.SWEEP_INTERVAL
@@ -240,7 +263,7 @@ class NotificationListener:
                 await pubsub.ping()
                 await self._send_probe(pubsub, commands)
                 check_sent, pong_seen = now, False
-            wake = min(next_sweep, self._next_scheduled or next_sweep)
+            wake = self._next_wake(next_sweep)
             message = await pubsub.get_message(timeout=min(POLL_SECONDS, max(0.0, wake - now)))
             if message is None:
                 continue
@@ -295,7 +318,11 @@ class NotificationListener:
             logger.warning("Could not write the listener heartbeat (%s)", exc)
 
     def heartbeat_fields(self) -> dict[str, object]:
-        return {"dispatched": self.dispatched_total, "started": self.started_at}
+        return {
+            "dispatched": self.dispatched_total,
+            "started": self.started_at,
+            "database": "down" if self.database_down else "ok",
+        }
 
     async def _sleep(self, seconds: float) -> None:
         assert self._stop is not None  # noqa: S101
@@ -325,11 +352,34 @@ class NotificationListener:
         return await self.handle_ids(ids)
 
     async def handle_ids(self, ids: list[int]) -> int:
-        """Claim and record ``ids`` in the database, then push what this process claimed."""
+        """Claim and record ``ids`` in the database, then push what this process claimed.
+
+        A database error is noted (``_database_failed``), never raised: the loop goes on
+        receiving. While the database is down nothing is tried at all: the ids are
+        committed rows, and the sweep that ends the outage dispatches them.
+        """
+        if not ids:
+            return 0
+        if self.database_down:
+            logger.debug("Database down: %d announced notification(s) left for the sweep", len(ids))
+            self._retry_database_soon()
+            return 0
+        try:
+            return await self._dispatch_ids(ids)
+        except django_db.Error as exc:
+            self._database_failed(exc, f"dispatching {len(ids)} announced notification(s)")
+            return 0
+
+    async def _dispatch_ids(self, ids: list[int]) -> int:
+        """Dispatch ``ids`` (database errors raised); plan a wake-up for scheduled ones."""
         if not ids:
             return 0
         started = time.perf_counter()
-        results, broadcasts = await database_sync_to_async(dispatch_one_user_batch)(ids)
+        results, broadcasts, scheduled = await db_async_discarding(_claim_batch)(ids)
+        if scheduled:
+            # Announced at creation, due later: wake up for it then, not a sweep after.
+            self._plan_at(min(scheduled.values()))
+            broadcasts = [i for i in broadcasts if i not in scheduled]
         await self._finish(results)
         for notification_id in broadcasts:
             self._start_broadcast(notification_id)
@@ -392,14 +442,22 @@ class NotificationListener:
             self.on_dispatched(claimed)
         self.dispatched_total += 1
 
-    @staticmethod
     async def _in_own_thread(
-        func: Callable[[int], object], notification_id: int, doing: str
+        self, func: Callable[[int], object], notification_id: int, doing: str
     ) -> tuple[bool, Any]:
         """Run a claim or a record on a pool thread (a database connection of its own, so the
         main loop's stays free); a failure is logged and left to the sweep."""
         try:
-            return True, await database_sync_to_async(func, thread_sensitive=False)(notification_id)
+            call = db_async_discarding(func, thread_sensitive=False)
+            return True, await call(notification_id)
+        except django_db.Error as exc:
+            if not database_unavailable(exc):
+                logger.exception(
+                    "%s notification %s failed; the sweep will retry it", doing, notification_id
+                )
+            else:
+                self._database_failed(exc, f"{doing.lower()} notification {notification_id}")
+            return False, None
         except Exception:
             logger.exception(
                 "%s notification %s failed; the sweep will retry it", doing, notification_id
@@ -439,25 +497,128 @@ class NotificationListener:
                     logger.error("Pushing notification %s failed: %r", result.id, outcome)
 
     async def sweep(self) -> int:
-        """Dispatch every due, undispatched notification; note when the next one is due."""
+        """Dispatch every due, undispatched notification; note when the next one is due.
+
+        During a database outage this is the retry, too: it asks whether the database is
+        back (a probe that cannot wait on a pool's back-off), then catches up on everything
+        left undispatched meanwhile. A failed sweep never leaves a wake-up in the past (the
+        loop would sweep again at once, in a tight loop): a database error plans the next
+        attempt with back-off, any other error waits for the next regular sweep.
+        """
         total = 0
+        # Planned afresh at the end; a failure leaves no past wake-up behind.
+        self._next_scheduled = None
         try:
+            if self.database_down:
+                self._db_attempts += 1
+                self._db_last_attempt = time.monotonic()
+                await db_async_discarding(probe_database)()
             while not self.stopping or self.once:
-                ids = await database_sync_to_async(due_notification_ids)(BATCH_SIZE)
+                ids = await db_async_discarding(due_notification_ids)(BATCH_SIZE)
                 if ids:
                     logger.info("Sweep found %d undispatched notification(s)", len(ids))
-                total += await self.handle_ids(ids)
+                total += await self._dispatch_ids(ids)
                 if len(ids) < BATCH_SIZE:
                     break
             await self._record_leftovers()
             await self._plan_next_scheduled()
-        except Exception:
+        except django_db.Error as exc:
+            self._database_failed(exc, "sweeping")
+            return total
+        except Exception as exc:
             logger.exception("Sweep failed; retrying in %.0f s", self.settings.SWEEP_INTERVAL)
+            if self.database_down:
+                # The retry's time has passed: plan the next one, or the loop would spin.
+                self._database_failed(exc, "sweeping")
+            return total
+        self._database_recovered(total)
         return total
+
+    # ---- database outages ----------------------------------------------------------------
+
+    @property
+    def database_down(self) -> bool:
+        """Whether the last database call failed and no sweep has succeeded since."""
+        return self._db_down_since is not None
+
+    def _database_failed(self, exc: BaseException, doing: str) -> None:
+        """Pause database work after an error, and plan the next attempt with back-off.
+
+        The attempt is the loop's next sweep (probe, then catch up), after a jittered delay
+        that doubles from RECONNECT_MIN_DELAY to RECONNECT_MAX_DELAY, as for Redis: several
+        listeners must not hammer a recovering server in step. One warning per outage; the
+        attempts that fail after it are logged at debug level, so an outage of an hour is
+        two lines in the log, not a traceback a second. The broken connections were closed
+        by ``db_async_discarding`` in the thread that held them.
+        """
+        now = time.monotonic()
+        settings = self.settings
+        if self._db_down_since is None:
+            self._db_down_since = self._db_last_attempt = now
+            self._db_delay = settings.RECONNECT_MIN_DELAY
+            self._db_attempts = 0
+            logger.warning(
+                "Database unavailable while %s (%s: %s); dispatch paused, retrying with back-off",
+                doing,
+                type(exc).__name__,
+                _first_line(exc),
+                # A lost connection needs no traceback; anything else (a missing table) does.
+                exc_info=exc if not database_unavailable(exc) else None,
+            )
+        else:
+            logger.debug("Database still unavailable while %s: %s", doing, _first_line(exc))
+        if self._db_retry_at is None or self._db_retry_at <= now:
+            delay = self._db_delay
+            self._db_retry_at = now + delay / 2 + random.uniform(0, delay / 2)  # noqa: S311
+            self._db_delay = min(delay * 2, settings.RECONNECT_MAX_DELAY)
+
+    def _retry_database_soon(self) -> None:
+        """Bring the next attempt forward: an announcement means that a commit went through.
+
+        The database is then most likely back; waiting out the back-off (up to
+        RECONNECT_MAX_DELAY) would only delay the catch-up. Attempts stay at least
+        RECONNECT_MIN_DELAY apart, however many announcements arrive.
+        """
+        if self._db_retry_at is None:
+            return
+        earliest = max(time.monotonic(), self._db_last_attempt + self.settings.RECONNECT_MIN_DELAY)
+        self._db_retry_at = min(self._db_retry_at, earliest)
+
+    def _database_recovered(self, caught_up: int) -> None:
+        """End an outage after a sweep went through: log it once, reset the back-off."""
+        if self._db_down_since is None:
+            return
+        logger.warning(
+            "Database back after %.1f s (%d attempt(s)); the sweep dispatched %d notification(s)",
+            time.monotonic() - self._db_down_since,
+            self._db_attempts,
+            caught_up,
+        )
+        self._db_down_since = None
+        self._db_retry_at = None
+        self._db_delay = self.settings.RECONNECT_MIN_DELAY
+        self._db_attempts = 0
+
+    def _sweep_due(self, now: float, next_sweep: float) -> bool:
+        """Whether the loop should sweep now: a regular sweep, a scheduled notification
+        falling due, or (while the database is down) the next retry; nothing earlier."""
+        if self._db_retry_at is not None:
+            return now >= self._db_retry_at
+        return now >= next_sweep or (
+            self._next_scheduled is not None and now >= self._next_scheduled
+        )
+
+    def _next_wake(self, next_sweep: float) -> float:
+        """Return when ``_sweep_due`` next becomes true (monotonic), for the wait's timeout."""
+        if self._db_retry_at is not None:
+            return self._db_retry_at
+        if self._next_scheduled is None:
+            return next_sweep
+        return min(next_sweep, self._next_scheduled)
 
     async def _record_leftovers(self) -> None:
         """Record broadcasts that were pushed but never recorded (their listener died)."""
-        ids = await database_sync_to_async(unrecorded_notification_ids)(BATCH_SIZE)
+        ids = await db_async_discarding(unrecorded_notification_ids)(BATCH_SIZE)
         for notification_id in ids:
             if notification_id in self._broadcasts or (self.stopping and not self.once):
                 continue
@@ -474,12 +635,16 @@ class NotificationListener:
             await self._record(notification_id)
 
     async def _plan_next_scheduled(self) -> None:
-        when = await database_sync_to_async(next_scheduled_at)()
-        if when is None:
-            self._next_scheduled = None
-            return
-        seconds = max(0.0, (when - timezone.now()).total_seconds())
-        self._next_scheduled = time.monotonic() + seconds
+        when = await db_async_discarding(next_scheduled_at)()
+        self._next_scheduled = None
+        if when is not None:
+            self._plan_at(when)
+
+    def _plan_at(self, when: datetime) -> None:
+        """Wake up at ``when`` (a notification's publish_at), unless something is due sooner."""
+        at = time.monotonic() + max(0.0, (when - timezone.now()).total_seconds())
+        if self._next_scheduled is None or at < self._next_scheduled:
+            self._next_scheduled = at
 
     def _log(self, result: Dispatched) -> None:
         if result.expired:
@@ -494,6 +659,31 @@ class NotificationListener:
             ", ".join(result.groups),
             result.elapsed_ms,
         )
+
+
+def _claim_batch(ids: list[int]) -> tuple[list[Dispatched], list[int], dict[int, datetime]]:
+    """Dispatch the one-user notifications among ``ids``; return them, the other ids, and
+    which of those are scheduled for later (with their ``publish_at``).
+
+    One trip to the database thread. The scheduled ones are found only among the ids the
+    batch did not dispatch (usually none), by primary key: the announcement of a scheduled
+    notification then plans the listener's wake-up for exactly its time.
+    """
+    results, others = dispatch_one_user_batch(ids)
+    scheduled: dict[int, datetime] = {}
+    if others:
+        scheduled = dict(
+            Notification.objects.undispatched()
+            .filter(pk__in=others, publish_at__gt=timezone.now())
+            .values_list("pk", "publish_at")
+        )
+    return results, others, scheduled
+
+
+def _first_line(exc: BaseException) -> str:
+    """Return the first line of an error's message (libpq's run to several), for one log line."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 # Kept for callers of the old name; redis_clients says where Redis is without a password.
