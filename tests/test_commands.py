@@ -1,4 +1,4 @@
-"""The management commands seed_demo, run_stack and send_notification."""
+"""The management commands seed_demo, run_stack, send_notification, listen_notifications --once."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import io
 import re
 import signal
 import sys
+import time
 import urllib.request
 from datetime import UTC, datetime
 
@@ -15,9 +16,11 @@ from django.contrib.auth.models import Group
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from notifications.models import Notification
+from notifications import conf
+from notifications.models import Delivery, Notification
 from notifyproject.demo import supervisor
 from tests import processes
+from tests.factories import UserFactory
 
 DEMO_LOGINS = {"admin": "admin-demo-pw", "alice": "alice-demo-pw", "bob": "bob-demo-pw"}
 
@@ -314,3 +317,28 @@ def test_send_verbose_prints_a_human_line_to_stderr(demo, no_publish):
     pk = created(out).pk
     assert out == f"{pk}\n"
     assert f"Notification {pk}" in err and "alice" in err and "'Hi'" in err
+
+
+@pytest.mark.live
+def test_listener_once_dispatches_the_backlog_and_exits(live_env, transactional_db):
+    """Only ``--once`` can dispatch here: no other listener runs (checked), and its own log
+    names every row it dispatched."""
+    user = UserFactory()
+    rows = [Notification(title=f"backlog {i}", recipient=user, audience="user") for i in range(3)]
+    ids = {row.pk for row in Notification.objects.bulk_create(rows)}  # no save(): no publish
+    # A listener left running would sweep them within one interval: let two pass untouched.
+    time.sleep(2 * conf.get().SWEEP_INTERVAL + 0.5)
+    untouched = Notification.objects.filter(pk__in=ids, dispatched_at__isnull=True).count()
+    assert untouched == 3, "another listener is dispatching from the test database"
+    proc = processes.spawn(
+        "listener --once",
+        [sys.executable, "manage.py", "listen_notifications", "--once", "-v", "2"],
+        live_env,
+    )
+    assert proc.popen.wait(30) == 0, proc.output
+    proc.stop()
+    logged = {int(found) for found in re.findall(r"Dispatched notification (\d+) ", proc.output)}
+    assert logged == ids, proc.output
+    assert "Dispatched 3 notification(s)." in proc.output
+    assert Delivery.objects.filter(user=user).count() == 3
+    assert not Notification.objects.filter(dispatched_at__isnull=True).exists()

@@ -10,7 +10,6 @@ import websockets
 import websockets.exceptions
 from asgiref.sync import sync_to_async
 
-from notifications.models import Delivery, Notification
 from notifications.services import notify
 from tests import processes
 from tests.conftest import session_cookie
@@ -78,23 +77,6 @@ async def test_an_idle_socket_survives_a_minute_and_still_receives(live_stack):
         frame = await recv_type(ws, "notification")
         assert frame["notification"]["id"] == notification.pk
     assert ws.close_code == 1000
-
-
-def test_listener_once_dispatches_the_backlog_and_exits(live_env, transactional_db):
-    user = UserFactory()
-    # Created while the session listener may be busy elsewhere: mark them as a backlog by
-    # scheduling them in the past, which any listener treats as due.
-    rows = [Notification(title=f"backlog {i}", recipient=user, audience="user") for i in range(3)]
-    Notification.objects.bulk_create(rows)  # bulk_create bypasses save(): no publish at all
-    proc = processes.spawn(
-        "listener --once",
-        [processes.sys.executable, "manage.py", "listen_notifications", "--once", "-v", "2"],
-        live_env,
-    )
-    assert proc.popen.wait(30) == 0, proc.output
-    proc.stop()
-    assert Delivery.objects.filter(user=user).count() == 3
-    assert not Notification.objects.filter(dispatched_at__isnull=True).exists()
 
 
 def test_listener_stops_cleanly_on_sigterm(live_env, transactional_db):
