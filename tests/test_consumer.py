@@ -37,6 +37,32 @@ async def assert_still_open(communicator):
     assert (await receive_type(communicator, "pong"))["type"] == "pong"
 
 
+BARRIER_ID = 987_654_321
+
+
+async def push_barrier(user) -> dict:
+    """Push a marker to ``user``'s group over the layer; return the frame it becomes."""
+    group = events.user_group(user.pk)
+    payload = events.serialize_notification(
+        await sync_to_async(Notification)(pk=BARRIER_ID, title="barrier", created_at=_now())
+    )
+    await get_channel_layer().group_send(group, events.layer_created_event(payload, group))
+    return events.notification_frame(payload)
+
+
+async def assert_nothing_before_barrier(communicator, user):
+    """Prove ``communicator`` got nothing so far, without a timed window of silence.
+
+    Layer events reach this process's sockets in the order they were sent (one hub, one
+    channel, handled one at a time), so a marker pushed now arrives after anything the layer
+    carried before: it must be the very next frame. On a loaded machine a 0.3 s quiet window
+    passes whether or not the frame that must not come was merely late.
+    """
+    barrier = await push_barrier(user)
+    frame = await communicator.receive_json_from(timeout=5)
+    assert frame == barrier, f"a frame came before the barrier: {frame}"
+
+
 async def test_anonymous_socket_is_accepted_then_closed_with_4401():
     communicator = await open_socket(None)
     connected, _ = await communicator.connect()
@@ -201,7 +227,7 @@ async def test_read_is_echoed_to_every_socket_of_the_user_and_ignores_others_ids
     expected = {"type": "read", "ids": [first.pk], "unread": 1}
     assert await receive_type(tab1, "read") == expected
     assert await receive_type(tab2, "read") == expected
-    assert await stranger.receive_nothing(timeout=0.3)
+    await assert_nothing_before_barrier(stranger, other)
     assert await state_of(theirs, other) == DeliveryState.PENDING
     for communicator in (tab1, tab2, stranger):
         await communicator.disconnect()
@@ -214,7 +240,7 @@ async def test_read_of_nothing_answers_only_the_asking_socket():
     tab2, _ = await connect(user)
     await tab1.send_json_to({"type": "read", "ids": [999_999]})
     assert await receive_type(tab1, "read") == {"type": "read", "ids": [], "unread": 1}
-    assert await tab2.receive_nothing(timeout=0.3)
+    await assert_nothing_before_barrier(tab2, user)
     await tab1.disconnect()
     await tab2.disconnect()
 
@@ -274,7 +300,7 @@ async def test_groups_are_derived_on_the_server_from_the_user():
         events.GROUP_STAFF, events.layer_created_event(payload, events.GROUP_STAFF)
     )
     assert (await receive_type(staff_socket, "notification"))["notification"]["id"] == 1
-    assert await plain_socket.receive_nothing(timeout=0.3)
+    await assert_nothing_before_barrier(plain_socket, plain)
     await staff_socket.disconnect()
     await plain_socket.disconnect()
 
@@ -400,7 +426,11 @@ async def test_logout_closes_that_sessions_sockets_and_no_frame_follows():
         events.layer_created_event(payload, events.user_group(user.pk)),
     )
     assert (await receive_type(other_device, "notification"))["notification"]["id"] == 5
-    assert await tab.receive_nothing(timeout=0.3)
+    # The logged-out tab is in no group, so no barrier reaches it: one reaching the other
+    # device proves the push before it was handed to every socket it was ever going to reach.
+    barrier = await push_barrier(user)
+    assert await receive_type(other_device, "notification") == barrier
+    assert await tab.receive_nothing(timeout=0.05)
     await other_device.disconnect()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime
 
@@ -262,17 +263,66 @@ def test_server_frames() -> None:
     assert events.missed_frame([], 7)["cursor"] == 7
 
 
-def test_layer_event_types_map_to_consumer_handlers() -> None:
-    # channels turns "notify.created" into the method name notify_created.
-    assert events.layer_created_event({}, "g")["type"] == "notify.created"  # type: ignore[typeddict-item]
-    assert events.layer_read_event([1], 0, "g") == {
-        "type": "notify.read",
-        "group": "g",
-        "ids": [1],
-        "unread": 0,
-    }
-    assert events.layer_membership_event("g") == {"type": "notify.membership", "group": "g"}
-    assert events.layer_logout_event("g") == {"type": "notify.logout", "group": "g"}
+@pytest.mark.django_db(transaction=True)
+async def test_every_layer_event_does_in_the_consumer_what_its_builder_names() -> None:
+    """Each builder's event, sent over the real layer, has its effect on a real socket.
+
+    A consumer acts on an event by its ``type`` (through its process's hub): a builder whose
+    type the consumer does not act on would make that event vanish without a word.
+    """
+    from asgiref.sync import sync_to_async
+    from channels.layers import get_channel_layer
+    from channels.testing import WebsocketCommunicator
+    from django.contrib.auth.models import Group
+
+    from notifyproject.asgi import application
+    from tests.conftest import receive_type, session_cookie
+    from tests.factories import GroupFactory, UserFactory
+
+    user = await sync_to_async(UserFactory)()
+    team = await sync_to_async(GroupFactory)()
+    cookie = await sync_to_async(session_cookie)(user)
+    socket = WebsocketCommunicator(
+        application,
+        "/ws/notifications/",
+        headers=[(b"host", b"localhost"), (b"origin", b"http://localhost"),
+                 (b"cookie", cookie.encode())],
+    )  # fmt: skip
+    assert (await socket.connect(timeout=5))[0]
+    await receive_type(socket, "hello")
+    layer = get_channel_layer()
+    mine = user_group(user.pk)
+    payload = serialize_notification(
+        Notification(pk=11, title="x", created_at=datetime(2024, 1, 2, tzinfo=UTC))
+    )
+
+    # notify.created: the notification frame.
+    await layer.group_send(mine, events.layer_created_event(payload, mine))
+    assert await socket.receive_json_from(timeout=5) == events.notification_frame(payload)
+
+    # notify.read: the read frame, to every socket of the user.
+    await layer.group_send(mine, events.layer_read_event([11], 0, mine))
+    assert await socket.receive_json_from(timeout=5) == events.read_frame([11], 0)
+
+    # notify.membership: the socket derives its groups again (the membership row is written
+    # without the m2m signal, so only this event can move the socket into the team's group).
+    await sync_to_async(Group.user_set.through.objects.create)(user_id=user.pk, group_id=team.pk)
+    await layer.group_send(mine, events.layer_membership_event(mine))
+    team_group = auth_group_group(team.pk)
+    for _ in range(200):
+        async with layer.connection(layer.consistent_hash(team_group)) as connection:
+            if await connection.zcard(layer._group_key(team_group)):
+                break
+        await asyncio.sleep(0.025)
+    else:
+        pytest.fail("notify.membership did not move the socket into its new group")
+    await layer.group_send(team_group, events.layer_created_event(payload, team_group))
+    assert await socket.receive_json_from(timeout=5) == events.notification_frame(payload)
+
+    # notify.logout: that session's sockets close with 4401.
+    session = events.session_group(cookie.partition("=")[2])
+    await layer.group_send(session, events.layer_logout_event(session))
+    assert await socket.receive_output(timeout=5) == {"type": "websocket.close", "code": 4401}
 
 
 # ---- group names -------------------------------------------------------------------------

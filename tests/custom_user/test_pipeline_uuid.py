@@ -12,7 +12,7 @@ from notifications.models import Delivery, DeliveryState, Notification
 from notifications.services import broadcast, deliveries_mark_read, notify
 from tests.conftest import connect, receive_type
 from tests.factories import GroupFactory, StaffFactory, UserFactory
-from tests.test_pipeline import delivery_user_ids, recorded, wait_until
+from tests.test_pipeline import assert_nothing_more, delivery_user_ids, recorded, wait_until
 
 pytestmark = [pytest.mark.pipeline, pytest.mark.django_db(transaction=True)]
 
@@ -50,7 +50,7 @@ async def test_notify_reaches_only_the_uuid_recipient(listener) -> None:
     notification = await sync_to_async(notify)(alice, "For Alice")
     frame = await receive_type(alice_socket, "notification")
     assert frame["notification"]["id"] == notification.pk
-    assert await bob_socket.receive_nothing(timeout=0.3)
+    await assert_nothing_more(bob_socket, bob, listener)
     assert await delivery_user_ids(notification) == {alice.pk}
     await alice_socket.disconnect()
     await bob_socket.disconnect()
@@ -73,10 +73,10 @@ async def test_broadcasts_write_exactly_their_rows_and_push_to_their_sockets(lis
         for user in reached:
             frame = await receive_type(sockets[user.pk], "notification")
             assert frame["notification"]["id"] == notification.pk
+        await wait_until(lambda n=notification: recorded(n))  # recorded after every push
         for user in [*plain, *staff]:
             if user not in reached:
-                assert await sockets[user.pk].receive_nothing(timeout=0.2)
-        await wait_until(lambda n=notification: recorded(n))
+                await assert_nothing_more(sockets[user.pk], user, listener)
         rows = await delivery_user_ids(notification)
         assert rows == {user.pk for user in reached}, audience
         assert inactive.pk not in rows
