@@ -192,6 +192,30 @@ def discard_connections(*, pool: bool = True) -> None:
                 wrapper.close_pool()
 
 
+def limit_pool_checkout(seconds: float) -> None:
+    """Make every PostgreSQL pool of this process give up a checkout after ``seconds``.
+
+    psycopg_pool waits up to 30 s for a connection, and with the server gone and its own
+    reconnects backing off, every checkout waits that long: the caller notices the outage
+    only then, and cannot stop before. For a process that needs a handful of connections
+    (the listener), a wait this long only ever means the database is unavailable. Call it
+    before the first query; a pool made already is discarded, to be made anew with it.
+    """
+    for alias in connections:
+        wrapper = connections[alias]
+        if wrapper.vendor != "postgresql":
+            continue
+        options = wrapper.settings_dict.setdefault("OPTIONS", {})
+        pool = options.get("pool")
+        if not pool:
+            continue
+        if not isinstance(pool, dict):
+            pool = options["pool"] = {}
+        pool["timeout"] = min(float(pool.get("timeout", seconds)), seconds)
+        with contextlib.suppress(Exception):
+            wrapper.close_pool()
+
+
 def probe_database(alias: str = DEFAULT_DB_ALIAS, timeout: float = PROBE_TIMEOUT) -> None:
     """Connect and run ``SELECT 1``; raise the database's error if it is not back yet.
 

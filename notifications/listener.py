@@ -20,7 +20,13 @@ from django import db as django_db
 from django.utils import timezone
 
 from notifications import conf, heartbeat, redis_clients
-from notifications.asyncdb import database_unavailable, db_async_discarding, probe_database
+from notifications.asyncdb import (
+    PROBE_TIMEOUT,
+    database_unavailable,
+    db_async_discarding,
+    limit_pool_checkout,
+    probe_database,
+)
 from notifications.dispatch import (
     Dispatched,
     afan_out,
@@ -109,6 +115,9 @@ class NotificationListener:
         self._broadcast_slot = asyncio.Semaphore(1)
         self._record_slot = asyncio.Semaphore(1)
         self.layer = self.layer or get_channel_layer()
+        # A pooled checkout that waits longer than a probe would means the database is gone:
+        # notice it then (and stay stoppable), not after the pool's 30 s.
+        limit_pool_checkout(PROBE_TIMEOUT)
         installed = self._install_signal_handlers()
         try:
             if self.once:
@@ -419,6 +428,10 @@ class NotificationListener:
         assert self._broadcast_slot is not None and self._record_slot is not None  # noqa: S101
         began = time.perf_counter()
         async with self._broadcast_slot:
+            if self.database_down:
+                # Not claimed yet: the sweep that ends the outage (any listener's) dispatches
+                # it. Claims queued behind this slot must not each wait on a dead database.
+                return
             started = time.perf_counter()
             ok, claimed = await self._in_own_thread(claim_broadcast, notification_id, "Claiming")
             if not ok or claimed is None:
@@ -465,6 +478,8 @@ class NotificationListener:
             return False, None
 
     async def _record(self, notification_id: int, claimed: Dispatched | None = None) -> None:
+        if self.database_down:
+            return  # pushed, not recorded: the sweep after the outage records it
         started = time.perf_counter()
         ok, count = await self._in_own_thread(record_broadcast, notification_id, "Recording")
         if not ok:
