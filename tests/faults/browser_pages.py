@@ -123,7 +123,11 @@ class BellPage:
 
 def open_page(browser: Browser, daphne: Daphne, user: Any, name: str | None = None) -> BellPage:
     """Open ``user``'s home page on ``daphne`` and wait until its bell said hello and synced."""
-    context = browser.new_context(base_url=daphne.origin)
+    # Reduced motion: no toast animations, which headless Chromium would repaint all through
+    # a storm (five animated pages cost the kill storm a minute on two cores).
+    context = browser.new_context(
+        base_url=daphne.origin, reduced_motion="reduce", viewport={"width": 800, "height": 600}
+    )
     context.set_default_timeout(TIMEOUT_MS)
     if not _serves_static(daphne):
         context.route("**/static/**", _serve_static)
