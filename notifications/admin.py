@@ -28,6 +28,7 @@ from django.utils.text import capfirst
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
+from notifications.deadlines import PUSH_BATCH_SECONDS
 from notifications.forms import CONTENT_FIELDS, NotificationAdminForm
 from notifications.models import Audience, Delivery, DeliveryState, Level, Notification
 from notifications.selectors import (
@@ -399,7 +400,7 @@ class NotificationAdmin(admin.ModelAdmin):
                         "the notifications after it were not sent again. Try again once "
                         "Redis is back."
                     )
-                    % {"error": exc.__class__.__name__, "title": notification.title},
+                    % {"error": _describe_layer_error(exc), "title": notification.title},
                     messages.ERROR,
                 )
                 failed = True
@@ -556,3 +557,10 @@ class DeliveryAdmin(admin.ModelAdmin):
                     }
                 )
         return super().changelist_view(request, extra_context)
+
+
+def _describe_layer_error(exc: BaseException) -> str:
+    """Name a channel layer failure for the admin: a silent Redis is no exception class."""
+    if isinstance(exc, TimeoutError):
+        return gettext("no answer within %(seconds)g s") % {"seconds": PUSH_BATCH_SECONDS}
+    return exc.__class__.__name__

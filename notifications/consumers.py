@@ -6,10 +6,11 @@ import contextlib
 import json
 import logging
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.contrib.auth import get_user_model
+from django.contrib.sessions.backends.signed_cookies import SessionStore as SignedCookieSession
 
 from notifications import conf, events
 from notifications.asyncdb import db_async
@@ -18,7 +19,7 @@ from notifications.events import ClientFrame, FrameError, UserId
 from notifications.fanout import LocalHub, encode_frame, get_hub
 from notifications.handshake_sql import auth_group_ids
 from notifications.origin import handshake_origin_allowed
-from notifications.selectors import abadge_state, badge_state, missed_since
+from notifications.selectors import badge_state, missed_since
 from notifications.services import (
     adeliveries_mark_all_read,
     adeliveries_mark_delivered,
@@ -33,6 +34,9 @@ logger = logging.getLogger(__name__)
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_TOO_LARGE = 4413
 CLOSE_TOO_MANY = 4429
+# The session the socket was opened with is gone: reconnect, and learn from the handshake
+# whether the page is still logged in (4401 if not).
+CLOSE_SESSION_GONE = 4409
 
 
 def user_groups(user_id: UserId, is_staff: bool, group_ids: Iterable[int] = ()) -> set[str]:
@@ -61,6 +65,36 @@ def connect_state(user_id: UserId) -> tuple[list[int], int, int | None]:
 
 
 aconnect_state = db_async(connect_state)
+
+
+class PingState(NamedTuple):
+    """What a ping reads: the badge, the user's groups, whether the session remains."""
+
+    unread: int
+    last_id: int | None
+    groups: set[str] | None  # None: the user is gone or inactive
+    session_alive: bool
+
+
+def ping_state(user_id: UserId, session: Any) -> PingState:
+    """Return a ping's answer and checks from one trip through the thread pool.
+
+    Session and groups are checked on every ping because the pushes that would tell the
+    socket (a logout, a membership change) are best effort: with Redis silent they are
+    dropped after a deadline rather than hold up the request that made them.
+    """
+    unread, last_id = badge_state(user_id)
+    return PingState(unread, last_id, groups_for_user(user_id), _session_exists(session))
+
+
+def _session_exists(session: Any) -> bool:
+    key = getattr(session, "session_key", None)
+    if key is None or isinstance(session, SignedCookieSession):
+        return True  # nothing stored server-side to look up (the cookie is the session)
+    return bool(session.exists(key))
+
+
+aping_state = db_async(ping_state)
 
 
 def preload_connect_state(user: Any) -> tuple[list[int], int, int | None]:
@@ -128,8 +162,15 @@ class NotificationConsumer(AsyncWebsocketConsumer):
         wanted = user_groups(user.pk, user.is_staff, group_ids)
         if self.session_group:
             wanted.add(self.session_group)
-        await self.hub.join_many(wanted, self)
+        # Recorded first: whatever the join does, disconnect takes the socket out again.
         self.joined = wanted
+        # Bounded (deadlines.HANDSHAKE_JOIN_SECONDS): with Redis silent, hello still comes
+        # from the database, and the hub writes the joins when Redis answers again.
+        if await self.hub.join_many(wanted, self) is False:
+            logger.warning(
+                "Greeting a socket of user %s before its groups are in Redis; the hub retries",
+                self.user_id,
+            )
         await self.accept()
         await self.send_json(events.hello_frame(unread, last_id))
         # Events that arrived while we joined groups and counted wait for hello, which the
@@ -199,8 +240,26 @@ class NotificationConsumer(AsyncWebsocketConsumer):
         # Group memberships live in Redis: they expire, and a restarted Redis forgets them.
         # The process re-adds its groups now and then, pings being a convenient clock.
         await self.hub.refresh()
-        unread, last_id = await abadge_state(self.user_id)
-        await self.send_json(events.pong_frame(last_id, unread))
+        assert self.user_id is not None  # noqa: S101
+        state = await aping_state(self.user_id, self.scope.get("session"))
+        if state.groups is None or not state.session_alive:
+            # The user is gone or inactive, or the session was deleted (a logout whose push
+            # to this socket failed: Redis down at that moment). The page may hold a newer
+            # session (a password change cycles the key): reconnecting tells, and closes
+            # with 4401 if it does not.
+            self.user_id = None
+            await self.close(code=CLOSE_SESSION_GONE)
+            return
+        # The pushes that move sockets between groups are best effort (a user's save does
+        # not wait for a silent Redis): the groups read here are what counts.
+        wanted = state.groups | ({self.session_group} if self.session_group else set())
+        if wanted != self.joined:
+            added, removed = wanted - self.joined, self.joined - wanted
+            self.joined = wanted
+            await self.hub.join_many(added, self)
+            for group in removed:
+                await self.hub.leave(group, self)
+        await self.send_json(events.pong_frame(state.last_id, state.unread))
 
     async def on_ack(self, frame: ClientFrame) -> None:
         await adeliveries_mark_delivered(self.user_id, frame.ids)

@@ -6,8 +6,10 @@ ids, and so can a test or a one-off command.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -17,7 +19,7 @@ from django.db import connections, transaction
 from django.db.models import Min
 from django.utils import timezone
 
-from notifications import conf
+from notifications import conf, deadlines
 from notifications.asyncdb import database_unavailable
 from notifications.audience import audience_queryset
 from notifications.events import (
@@ -331,7 +333,10 @@ def _lock_unrecorded(notification_id: int, lock: bool = True) -> Notification | 
     the transaction); None if it is recorded, gone, or locked by another recorder."""
     rows = Notification.objects.unrecorded().filter(pk=notification_id)
     if lock:
-        rows = rows.select_for_update(skip_locked=True)
+        # NO KEY UPDATE: it excludes another recorder and a deletion (FOR UPDATE), not the
+        # syncs and acks writing their in-flight rows (FOR KEY SHARE, see services), which
+        # would otherwise make the recorder skip the row and leave it to the sweep.
+        rows = rows.select_for_update(skip_locked=True, no_key=True)
     return rows.first()
 
 
@@ -364,30 +369,66 @@ async def afan_out(dispatched: Dispatched, layer: BaseChannelLayer | None = None
 
 
 async def apush_read(
-    user_id: UserId, result: ReadResult, layer: BaseChannelLayer | None = None
+    user_id: UserId,
+    result: ReadResult,
+    layer: BaseChannelLayer | None = None,
 ) -> None:
-    """Tell every socket of the user which ids are now read, so other tabs follow."""
+    """Tell every socket of the user which ids are now read, so other tabs follow.
+
+    Raises ``TimeoutError`` after ``deadlines.PUSH_SECONDS`` of a silent Redis: the read
+    is recorded, and the other tabs catch up at their next pong.
+    """
     if not result.ids:
         return
     layer = layer or get_channel_layer()
     group = user_group(user_id)
-    await layer.group_send(group, layer_read_event(result.ids, result.unread, group))
+    async with asyncio.timeout(deadlines.PUSH_SECONDS):
+        await layer.group_send(group, layer_read_event(result.ids, result.unread, group))
 
 
 async def apush_membership_changed(user_id: UserId, layer: BaseChannelLayer | None = None) -> None:
-    """Ask the user's sockets to rejoin their groups (staff flag or Group membership changed)."""
+    """Ask the user's sockets to rejoin their groups (staff flag or Group membership changed).
+
+    Raises ``TimeoutError`` after ``deadlines.PUSH_SECONDS`` of a silent Redis; the
+    sockets then move at their next ping, which reads the user's groups again.
+    """
     layer = layer or get_channel_layer()
     group = user_group(user_id)
-    await layer.group_send(group, layer_membership_event(group))
+    async with asyncio.timeout(deadlines.PUSH_SECONDS):
+        await layer.group_send(group, layer_membership_event(group))
+
+
+async def apush_memberships_changed(
+    user_ids: Iterable[UserId], layer: BaseChannelLayer | None = None
+) -> None:
+    """``apush_membership_changed`` for many users: concurrent batches, each under a deadline.
+
+    A group's save can change the groups of thousands of users; one push after another
+    would make the request pay a deadline per user when Redis is silent.
+    """
+    layer = layer or get_channel_layer()
+    groups = [user_group(user_id) for user_id in dict.fromkeys(user_ids)]
+    await deadlines.group_send_all(
+        layer, [(group, layer_membership_event(group)) for group in groups]
+    )
 
 
 async def apush_logout(session_key: str, layer: BaseChannelLayer | None = None) -> None:
-    """Close every socket opened with this browser session."""
+    """Close every socket opened with this browser session.
+
+    Best effort: raises ``TimeoutError`` after ``deadlines.PUSH_SECONDS`` of a silent Redis.
+    The logout itself does not depend on it (Django deletes the session), and a socket of a
+    deleted session closes at its next ping (``NotificationConsumer.on_ping``).
+    """
     layer = layer or get_channel_layer()
     group = session_group(session_key)
-    await layer.group_send(group, layer_logout_event(group))
+    async with asyncio.timeout(deadlines.PUSH_SECONDS):
+        await layer.group_send(group, layer_logout_event(group))
 
 
+# The request paths' twins. Each async call carries its deadline, so none of these can hang
+# a request thread on a silent Redis.
 push_read = async_to_sync(apush_read)
 push_logout = async_to_sync(apush_logout)
 push_membership_changed = async_to_sync(apush_membership_changed)
+push_memberships_changed = async_to_sync(apush_memberships_changed)

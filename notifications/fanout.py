@@ -20,6 +20,8 @@ from typing import Any, Protocol
 
 from channels.layers import BaseChannelLayer, get_channel_layer
 
+from notifications.deadlines import HANDSHAKE_JOIN_SECONDS, HUB_RECEIVE_SECONDS, HUB_WRITE_SECONDS
+
 logger = logging.getLogger(__name__)
 
 # Sockets served between two yields to the event loop during one fan-out.
@@ -30,7 +32,8 @@ YIELD_EVERY = 50
 REFRESH_SECONDS = 600.0
 # group_add calls in flight at once during a refresh (a process may serve 10,000 groups).
 REFRESH_CONCURRENCY = 200
-# Back-off after the layer fails to receive (Redis down), doubling up to the ceiling.
+# Back-off after the layer fails to receive or a membership write fails (Redis down or
+# silent), doubling up to the ceiling: a returning Redis is written to within 5 s.
 RETRY_MIN_SECONDS = 0.2
 RETRY_MAX_SECONDS = 5.0
 
@@ -45,7 +48,13 @@ FrameEncoder = Callable[[dict[str, Any]], str | None]
 
 
 class LocalHub:
-    """Join groups on behalf of this process's sockets and fan events out to them."""
+    """Join groups on behalf of this process's sockets and fan events out to them.
+
+    Every call to Redis here has a deadline (notifications.deadlines): a Redis that stops
+    answering fails a membership write, it does not hang the handshakes waiting for it. A
+    group whose write failed keeps its local members and is written again, with back-off,
+    until Redis answers: then the pushes to it reach them again.
+    """
 
     def __init__(self, layer: BaseChannelLayer, encode: FrameEncoder) -> None:
         self.layer = layer
@@ -61,39 +70,60 @@ class LocalHub:
         self._discards: set[str] = set()
         self._writing: dict[str, asyncio.Future[None]] = {}
         self._flusher: asyncio.Task[None] | None = None
+        # Writes that failed (Redis down or silent), waiting for the next retry; while any
+        # wait, new groups join them instead of making each handshake wait for a deadline.
+        self.retry_adds: set[str] = set()
+        self.retry_discards: set[str] = set()
+        self._retrier: asyncio.Task[None] | None = None
+        self._retry_delay = RETRY_MIN_SECONDS
 
-    async def join(self, group: str, member: Member) -> None:
+    @property
+    def failing(self) -> bool:
+        """Whether some membership write failed and waits to be retried."""
+        return bool(self.retry_adds or self.retry_discards)
+
+    async def join(self, group: str, member: Member) -> bool:
         """Add a socket to a group, joining the layer group on the first local member."""
-        await self.join_many([group], member)
+        return await self.join_many([group], member)
 
-    async def join_many(self, groups: Iterable[str], member: Member) -> None:
-        """Add a socket to groups; return once this process is in each of them in Redis.
+    async def join_many(self, groups: Iterable[str], member: Member) -> bool:
+        """Add a socket to groups; return whether this process is in each of them in Redis.
 
         Groups new to the process are queued and written together with every other
         socket's, one pipeline per flush: a burst of handshakes costs a few Redis round
         trips, not two per group per socket (a millisecond of daphne's CPU per handshake).
+
+        The socket is a member locally at once, written or not. False means some group is
+        not written yet (Redis failed, or gave no answer within HANDSHAKE_JOIN_SECONDS):
+        the hub goes on writing it, and until then the socket misses that group's pushes,
+        which its ping-and-sync recovers from the database.
         """
         waits: list[asyncio.Future[None]] = []
+        unwritten = False
         async with self._lock:
             await self._ensure_running()
             for group in dict.fromkeys(groups):
                 members = self.members.get(group)
                 if members is None:
                     self.members[group] = members = set()
+                    self.retry_discards.discard(group)
                     if group in self._discards:  # still in Redis: keep it there
                         self._discards.discard(group)
                     else:
-                        self._adds[group] = self._new_future()
-                        self._schedule_flush()
+                        self._queue_add(group)
                 pending = self._adds.get(group) or self._writing.get(group)
                 if pending is not None:
                     waits.append(pending)
+                elif group in self.retry_adds:
+                    unwritten = True
                 members.add(member)
-        if waits:
-            await asyncio.wait(waits)  # never cancels the futures other sockets share
-            for pending in waits:
-                if pending.exception() is not None:
-                    raise pending.exception()  # type: ignore[misc]
+        if not waits:
+            return not unwritten
+        # Never cancels the futures other sockets share; a write in flight ends by its own
+        # deadline, this wait by the handshake's.
+        done, pending_writes = await asyncio.wait(waits, timeout=HANDSHAKE_JOIN_SECONDS)
+        failed = any(future.cancelled() or future.exception() is not None for future in done)
+        return not (unwritten or failed or pending_writes)
 
     async def leave(self, group: str, member: Member) -> None:
         """Remove a socket; leave the layer group when no local socket needs it."""
@@ -107,11 +137,25 @@ class LocalHub:
                 queued = self._adds.pop(group, None)
                 if queued is not None:  # never written: nothing to undo
                     queued.set_result(None)
+                elif group in self.retry_adds:  # never written either
+                    self.retry_adds.discard(group)
+                elif self.failing:  # Redis is failing: leave it to the retry
+                    self.retry_discards.add(group)
                 else:
                     self._discards.add(group)
                     self._schedule_flush()
             if not self.members:
                 await self._stop()
+
+    def _queue_add(self, group: str) -> None:
+        if self.failing:
+            # Redis failed a moment ago: the retry writes it with the others, and no
+            # handshake waits a deadline to learn what the last write already said.
+            self.retry_adds.add(group)
+            self._schedule_retry()
+        else:
+            self._adds[group] = self._new_future()
+            self._schedule_flush()
 
     def _new_future(self) -> asyncio.Future[None]:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -132,18 +176,31 @@ class LocalHub:
             await self._flush_once()
 
     async def _flush_once(self) -> None:
+        if not self._adds and not self._discards:
+            return
         adds, self._adds = self._adds, {}
         discards, self._discards = self._discards, set()
         self._writing.update(adds)
         try:
             if self.channel is not None:
-                await write_memberships(self.layer, self.channel, list(adds), list(discards))
+                async with asyncio.timeout(HUB_WRITE_SECONDS):
+                    await write_memberships(self.layer, self.channel, list(adds), list(discards))
         except Exception as exc:
-            logger.warning("Writing %d group membership(s) failed (%r)", len(adds), exc)
+            logger.warning(
+                "Writing %d group membership(s) failed (%r); retrying in %.1f s",
+                len(adds) + len(discards),
+                exc,
+                self._retry_delay,
+            )
+            # Still wanted, still not written: the retry writes them when Redis answers.
+            self.retry_adds.update(group for group in adds if group in self.members)
+            self.retry_discards.update(group for group in discards if group not in self.members)
+            self._schedule_retry()
             for future in adds.values():
                 if not future.done():
                     future.set_exception(exc)
         else:
+            self._retry_delay = RETRY_MIN_SECONDS
             for future in adds.values():
                 if not future.done():
                     future.set_result(None)
@@ -151,6 +208,23 @@ class LocalHub:
             for group, future in adds.items():
                 if self._writing.get(group) is future:
                     del self._writing[group]
+
+    def _schedule_retry(self) -> None:
+        if self._retrier is None or self._retrier.done():
+            self._retrier = asyncio.get_running_loop().create_task(self._retry_later())
+
+    async def _retry_later(self) -> None:
+        """After a back-off, queue the failed writes again (a failure schedules the next)."""
+        await asyncio.sleep(self._retry_delay)
+        self._retry_delay = min(self._retry_delay * 2, RETRY_MAX_SECONDS)
+        adds, self.retry_adds = self.retry_adds, set()
+        discards, self.retry_discards = self.retry_discards, set()
+        for group in adds:
+            if group in self.members and group not in self._adds and group not in self._writing:
+                self._adds[group] = self._new_future()
+        self._discards.update(group for group in discards if group not in self.members)
+        if self._adds or self._discards:
+            self._schedule_flush()
 
     async def refresh(self, force: bool = False, wait: bool = False) -> None:
         """Re-add every group this process serves, in the background (idempotent ZADDs).
@@ -175,16 +249,16 @@ class LocalHub:
         if channel is None:
             return
         for start in range(0, len(groups), REFRESH_CONCURRENCY):
-            results = await asyncio.gather(
-                *(
-                    self.layer.group_add(group, channel)
-                    for group in groups[start : start + REFRESH_CONCURRENCY]
-                ),
-                return_exceptions=True,
-            )
-            failed = [result for result in results if isinstance(result, Exception)]
-            if failed:
-                logger.warning("Re-adding %d group(s) failed (%r)", len(failed), failed[0])
+            batch = groups[start : start + REFRESH_CONCURRENCY]
+            try:
+                async with asyncio.timeout(HUB_WRITE_SECONDS):
+                    await asyncio.gather(*(self.layer.group_add(group, channel) for group in batch))
+            except Exception as exc:
+                logger.warning("Re-adding %d group(s) failed (%r)", len(groups) - start, exc)
+                # The rest goes to the retry, which writes them as soon as Redis answers
+                # rather than at the next refresh, REFRESH_SECONDS away.
+                self.retry_adds.update(group for group in groups[start:] if group in self.members)
+                self._schedule_retry()
                 return
 
     async def _ensure_running(self) -> None:
@@ -196,9 +270,14 @@ class LocalHub:
     async def _stop(self) -> None:
         with contextlib.suppress(Exception):
             await self._flush_once()  # the last discards, while the channel is known
-        if self._refreshing is not None:
-            self._refreshing.cancel()
-            self._refreshing = None
+        for name in ("_refreshing", "_retrier"):
+            task = getattr(self, name)
+            if task is not None:
+                task.cancel()
+                setattr(self, name, None)
+        self.retry_adds.clear()
+        self.retry_discards.clear()  # the channel is dropped: its memberships die with it
+        self._retry_delay = RETRY_MIN_SECONDS
         task, self._task = self._task, None
         self.channel = None
         if task is not None:
@@ -208,16 +287,26 @@ class LocalHub:
 
     async def _receive_loop(self) -> None:
         delay = RETRY_MIN_SECONDS
+        # channels-redis's receive loops on BZPOPMIN (brpop_timeout at a time) until a
+        # message comes, so an idle receive and one on a dead (half-open) connection look
+        # the same: restart it now and then. That costs nothing (redis-py drops the
+        # connection of a cancelled command, and channels-redis keeps a message it popped in
+        # a backup queue until it is handed over), and a dead connection is replaced.
+        deadline = HUB_RECEIVE_SECONDS if hasattr(self.layer, "brpop_timeout") else None
         while True:
             channel = self.channel
             if channel is None:
                 return
             try:
-                event = await self.layer.receive(channel)
+                async with asyncio.timeout(deadline):
+                    event = await self.layer.receive(channel)
             except asyncio.CancelledError:
                 raise
+            except TimeoutError:
+                logger.debug("Fan-out receive idle for %s s; receiving afresh", deadline)
+                continue
             except Exception as exc:
-                logger.warning("Fan-out receive failed (%s); retrying in %.1f s", exc, delay)
+                logger.warning("Fan-out receive failed (%r); retrying in %.1f s", exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX_SECONDS)
                 # Whatever broke may have taken the group memberships with it.

@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.contrib.auth.signals import user_logged_out
-from django.db import transaction
+from django.db import connections, transaction
 from django.db.models.signals import m2m_changed, post_save, pre_delete
 from django.utils.translation import gettext as _
 
 from notifications import conf
-from notifications.dispatch import push_logout, push_membership_changed
+from notifications.dispatch import push_logout, push_memberships_changed
 from notifications.events import UserId
 from notifications.models import Level, Notification
-from notifications.services import notify
+from notifications.services import lock_for_user_deletion, notify
 
 logger = logging.getLogger(__name__)
 
@@ -72,16 +73,33 @@ def group_membership_changed(
     _membership_changed_on_commit(user_ids)
 
 
+# User ids whose sockets must move groups, per thread (a request's thread), waiting for the
+# commit. One save can fire several receivers (the admin's user form: the save, then the
+# groups): the first on_commit callback pushes for all of them at once, so a request pays one
+# push deadline, not one per receiver, when Redis is silent. An id left behind by a rolled
+# back transaction rides along with the next commit: one needless "rejoin" is harmless.
+_pending_membership = threading.local()
+
+
 def _membership_changed_on_commit(user_ids: list[UserId]) -> None:
+    pending: set[UserId] = getattr(_pending_membership, "ids", None) or set()
+    pending.update(user_ids)
+    _pending_membership.ids = pending
+
     def push() -> None:
-        for user_id in user_ids:
-            try:
-                push_membership_changed(user_id)
-            except Exception as exc:
-                # Sockets rejoin their groups on reconnect anyway; never fail the save.
-                logger.warning(
-                    "Could not tell user %s's sockets about a membership change (%s)", user_id, exc
-                )
+        waiting: set[UserId] = getattr(_pending_membership, "ids", None) or set()
+        _pending_membership.ids = set()
+        if not waiting:
+            return  # an earlier callback of this commit pushed them
+        try:
+            push_memberships_changed(sorted(waiting, key=str))
+        except Exception as exc:
+            # Never fail the save: the sockets read their groups again at their next ping.
+            logger.warning(
+                "Could not tell %d user(s)' sockets about a membership change (%r)",
+                len(waiting),
+                exc,
+            )
 
     transaction.on_commit(push)
 
@@ -92,10 +110,11 @@ def close_sockets_on_logout(sender: Any, request: Any, user: Any, **kwargs: Any)
     if not session_key:
         return
     try:
-        push_logout(session_key)
+        push_logout(session_key)  # under deadlines.PUSH_SECONDS: logout never waits on Redis
     except Exception as exc:
-        # The session is gone either way: its sockets fail authentication on reconnect.
-        logger.warning("Could not close the sockets of a logged-out session (%s)", exc)
+        # The session is gone either way: its sockets close at their next ping (the consumer
+        # checks the session is still there) and fail authentication on reconnect.
+        logger.warning("Could not close the sockets of a logged-out session (%r)", exc)
 
 
 def lock_notification_before_delete(sender: Any, instance: Notification, **kwargs: Any) -> None:
@@ -108,6 +127,21 @@ def lock_notification_before_delete(sender: Any, instance: Notification, **kwarg
     list(Notification.objects.select_for_update().filter(pk=instance.pk).values_list("pk"))
 
 
+def lock_user_before_delete(sender: Any, instance: Any, using: str, **kwargs: Any) -> None:
+    """Wait for Delivery inserts in flight before the user's rows are deleted.
+
+    Delivery has no database foreign key (see the model): an insert that read the user (a
+    broadcast's chunk, a sync's or an ack's in-flight row) and commits after the cascade
+    deleted the user's rows would leave one naming nobody. On PostgreSQL every insert holds
+    a shared lock (services.DELIVERY_INSERT_LOCK) and this takes it exclusively: the cascade
+    that follows sees the rows of the inserts it waited for, and inserts that start later
+    wait for the deletion to commit and then no longer see the user. On SQLite every writer
+    holds the database's write lock, so no insert runs beside the deletion. Django sends
+    pre_delete inside the deletion's transaction, before the cascade.
+    """
+    lock_for_user_deletion(connections[using])
+
+
 def connect() -> None:
     """Connect the receivers (called from AppConfig.ready)."""
     user_model = get_user_model()
@@ -118,6 +152,11 @@ def connect() -> None:
         lock_notification_before_delete,
         sender=Notification,
         dispatch_uid="notifications.lock_notification_before_delete",
+    )
+    pre_delete.connect(
+        lock_user_before_delete,
+        sender=user_model,
+        dispatch_uid="notifications.lock_user_before_delete",
     )
     user_logged_out.connect(
         close_sockets_on_logout, dispatch_uid="notifications.close_sockets_on_logout"

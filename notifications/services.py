@@ -208,13 +208,48 @@ def deliveries_record_chunk(
     # (random) order and each row lands on another index page: 10,000 rows took 240-450 ms
     # on SQLite instead of 80-150.
     select_sql, select_params = chunk.of(users).values("pk").query.sql_with_params()
-    with connection.cursor() as cursor:
+    # savepoint=False: a transaction where there is none (the lock below lasts as long as
+    # it), and no SAVEPOINT round trips inside the dispatch's own.
+    with transaction.atomic(using=connection.alias, savepoint=False), connection.cursor() as cursor:
+        lock_against_user_deletion(connection)
         cursor.execute(
             f"{verb} {table} ({columns}) "  # noqa: S608 - names quoted, values bound
             f"SELECT %s, audience.{qn('pk')}, %s, %s FROM ({select_sql}) AS audience{tail}",
             [notification_id, DeliveryState.PENDING, now, *select_params],
         )
         return max(cursor.rowcount, 0)
+
+
+# The PostgreSQL advisory lock (one bigint key, any constant no other app is likely to pick:
+# "rtnotify" in ASCII) that orders Delivery inserts against user deletions. Delivery has no
+# database foreign keys (see the model), so a user's deletion must not delete the user's rows
+# while an insert that already read the user is still uncommitted: that insert would commit
+# a row naming nobody. Inserts share the lock (they never wait for each other); a user's
+# deletion takes it exclusively (receivers.lock_user_before_delete), so it waits for the
+# inserts in flight, and inserts that come after it wait for its commit and then no longer
+# see the user. One lock per statement, not one per user row: locking each user the insert
+# reads (FOR KEY SHARE) would write to every user row of every broadcast.
+DELIVERY_INSERT_LOCK = int.from_bytes(b"rtnotify", "big") & (2**63 - 1)
+
+
+def lock_against_user_deletion(connection: Any) -> None:
+    """Hold, until the transaction ends, the lock under which Delivery rows are inserted.
+
+    A statement of its own, before the insert: under READ COMMITTED the insert's snapshot
+    is then taken after any user deletion it waited for had committed. SQLite needs none:
+    its writers take turns with the whole database (IMMEDIATE transactions).
+    """
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock_shared(%s)", [DELIVERY_INSERT_LOCK])
+
+
+def lock_for_user_deletion(connection: Any) -> None:
+    """Wait for the Delivery inserts in flight, and hold off new ones, until the transaction
+    ends (see ``DELIVERY_INSERT_LOCK``)."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [DELIVERY_INSERT_LOCK])
 
 
 def deliveries_record_pairs(pairs: Iterable[tuple[int, UserId]]) -> int:
@@ -252,17 +287,40 @@ def deliveries_record_in_flight(user: AbstractBaseUser | Any, ids: Iterable[int]
     Only notifications whose audience really includes the user get a row. ``ids`` None
     means every broadcast in flight (for "mark all read").
     """
-    in_flight = Notification.objects.unrecorded().exclude(audience=Audience.USER)
+    in_flight = Notification.objects.unrecorded().exclude(audience=Audience.USER).live()
     if ids is not None:
         in_flight = in_flight.filter(pk__in=list(ids))
+    if not in_flight.exists():  # the usual answer: no write, no transaction, no lock
+        return 0
     user_id = getattr(user, "pk", user)
     chunk_size = conf.get().CHUNK_SIZE
-    return sum(
-        deliveries_record_audience(
-            notification.pk, audience_queryset(notification).filter(pk=user_id), chunk_size
+    with transaction.atomic():
+        return sum(
+            deliveries_record_audience(
+                notification.pk, audience_queryset(notification).filter(pk=user_id), chunk_size
+            )
+            for notification in _key_share_locked(in_flight.order_by("pk"))
         )
-        for notification in in_flight.live()
-    )
+
+
+def _key_share_locked(notifications: Any) -> list[Notification]:
+    """Return ``notifications``, on PostgreSQL each locked ``FOR KEY SHARE`` until commit.
+
+    A notification's deletion locks its row first (receivers.lock_notification_before_delete)
+    and then deletes its Delivery rows: an in-flight row inserted beside it, unlocked, would
+    commit after that and outlive the notification. Under the shared lock the deletion waits
+    for this insert, and a row deleted first is not returned at all. Many syncs share it at
+    once, beside the recorder's NO KEY UPDATE (dispatch._lock_unrecorded); only a deletion
+    makes them wait. SQLite's
+    writers take turns (the caller's transaction holds the write lock), so there a plain
+    read inside the transaction suffices.
+    """
+    connection = connections[notifications.db]
+    if connection.vendor != "postgresql":
+        return list(notifications)
+    sql, params = notifications.query.sql_with_params()
+    table = connection.ops.quote_name(Notification._meta.db_table)
+    return list(Notification.objects.raw(f"{sql} FOR KEY SHARE OF {table}", params))
 
 
 @dataclass(frozen=True)
@@ -315,24 +373,21 @@ adeliveries_mark_all_read = db_async(deliveries_mark_all_read)
 
 # ---- the admin's actions ------------------------------------------------------------------
 
-# Pushes in flight at once when resending: enough to hide Redis round trips, few enough to
-# leave the layer's connection pool to the live sockets.
-RESEND_CONCURRENCY = 50
-
 
 def notification_resend_undelivered(notification: Notification, *, layer: Any = None) -> int:
     """Push the notification again to each recipient whose Delivery is still pending.
 
     Returns how many users it was pushed to: none when it is not dispatched yet (the
     listener will do it) or has expired (it has left the bell). Errors of the channel layer
-    (Redis down) are raised for the caller to report. The bell de-duplicates by id, so a
-    user whose browser got the first push and has not acked yet sees it once.
+    (Redis down) are raised for the caller to report, and so is ``TimeoutError`` when a
+    batch of pushes gets no answer within ``deadlines.PUSH_BATCH_SECONDS`` (a silent Redis):
+    an admin action must answer, not hang. The bell de-duplicates by id, so a user whose
+    browser got the first push and has not acked yet sees it once.
     """
-    import asyncio
-
     from asgiref.sync import async_to_sync
     from channels.layers import get_channel_layer
 
+    from notifications.deadlines import group_send_all
     from notifications.events import layer_created_event, serialize_notification, user_group
 
     if notification.dispatched_at is None or notification.is_expired:
@@ -347,17 +402,10 @@ def notification_resend_undelivered(notification: Notification, *, layer: Any = 
     payload = serialize_notification(notification)
 
     async def push() -> None:
-        channel_layer = layer or get_channel_layer()
-        for start in range(0, len(user_ids), RESEND_CONCURRENCY):
-            batch = user_ids[start : start + RESEND_CONCURRENCY]
-            await asyncio.gather(
-                *(
-                    channel_layer.group_send(
-                        user_group(uid), layer_created_event(payload, user_group(uid))
-                    )
-                    for uid in batch
-                )
-            )
+        await group_send_all(
+            layer or get_channel_layer(),
+            [(user_group(uid), layer_created_event(payload, user_group(uid))) for uid in user_ids],
+        )
 
     async_to_sync(push)()
     return len(user_ids)

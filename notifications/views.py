@@ -87,10 +87,11 @@ def api_read(request: HttpRequest) -> JsonResponse:
 
 def _tell_other_tabs(user_id: UserId, result: ReadResult) -> None:
     try:
+        # At most deadlines.PUSH_SECONDS: a silent Redis must not hold up the answer.
         push_read(user_id, result)
     except Exception as exc:
-        # The read is recorded; open tabs catch up on their next sync.
-        logger.warning("Could not push a read to user %s's sockets (%s)", user_id, exc)
+        # The read is recorded; open tabs catch up at their next pong (its unread count).
+        logger.warning("Could not push a read to user %s's sockets (%r)", user_id, exc)
 
 
 def _positive_id(raw: str | None) -> int | None:

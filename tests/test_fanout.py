@@ -2,6 +2,7 @@
 
 import asyncio
 
+import pytest
 from channels.layers import get_channel_layer
 
 from notifications import events
@@ -148,29 +149,137 @@ async def test_leaving_and_rejoining_before_the_flush_keeps_the_membership():
     await hub.leave("notifications.test-fanout-keep2", keep)
 
 
-async def test_a_failed_membership_write_fails_the_join_and_the_next_one_retries(monkeypatch):
+@pytest.fixture
+def quick_retries(monkeypatch):
+    """Deadlines and back-off of a few tenths of a second, so a test sees several rounds."""
     from notifications import fanout
 
+    monkeypatch.setattr(fanout, "HUB_WRITE_SECONDS", 0.2)
+    monkeypatch.setattr(fanout, "HANDSHAKE_JOIN_SECONDS", 0.4)
+    monkeypatch.setattr(fanout, "RETRY_MIN_SECONDS", 0.05)
+    monkeypatch.setattr(fanout, "RETRY_MAX_SECONDS", 0.2)
+
+
+class Outage:
+    """Replaces write_memberships: fails (or hangs, a silent Redis) until ``end()``."""
+
+    def __init__(self, monkeypatch, hang: bool) -> None:
+        from notifications import fanout
+
+        self.real = fanout.write_memberships
+        self.hang = hang
+        self.down = True
+        self.attempts = 0
+        monkeypatch.setattr(fanout, "write_memberships", self.write)
+
+    async def write(self, *args):
+        self.attempts += 1
+        if self.down:
+            if self.hang:
+                await asyncio.Event().wait()  # never answers: only the deadline ends it
+            raise ConnectionError("redis is down")
+        await self.real(*args)
+
+    def end(self) -> None:
+        self.down = False
+
+
+@pytest.mark.usefixtures("quick_retries")
+@pytest.mark.parametrize("hang", [False, True], ids=["refused", "silent"])
+async def test_a_failed_membership_write_is_retried_until_redis_answers(monkeypatch, hang):
     layer = get_channel_layer()
     hub = LocalHub(layer, encode_frame)
-    real_write = fanout.write_memberships
-
-    async def broken(*args):
-        raise ConnectionError("redis is down")
-
-    monkeypatch.setattr(fanout, "write_memberships", broken)
+    outage = Outage(monkeypatch, hang)
     socket = FakeSocket()
-    group = "notifications.test-fanout-broken"
-    try:
-        await hub.join(group, socket)
-    except ConnectionError:
-        pass
-    else:
-        raise AssertionError("join succeeded although the write failed")
+    group = f"notifications.test-fanout-broken-{hang}"
+    started = asyncio.get_running_loop().time()
+    assert await hub.join(group, socket) is False  # not written, and said so
+    assert asyncio.get_running_loop().time() - started < 1.0  # the deadline, not a hang
+    assert socket in hub.members[group]  # still served locally: pushes resume later
+    # Redis still failing: a new group's join learns it at once instead of waiting again.
+    other = f"{group}-other"
+    started = asyncio.get_running_loop().time()
+    assert await hub.join(other, socket) is False
+    assert asyncio.get_running_loop().time() - started < 0.1
+    await wait_for(lambda: outage.attempts >= 3)  # retried with back-off, not given up
+    assert await group_size(layer, group) == 0
+    outage.end()
+    await wait_for_async(lambda: group_size(layer, group), 1)  # no new join needed
+    await wait_for_async(lambda: group_size(layer, other), 1)
+    assert not hub.failing
+    await layer.group_send(group, events.layer_read_event([9], 0, group))
+    await wait_for(lambda: socket.frames)
+    assert socket.frames == ['{"type":"read","ids":[9],"unread":0}']
     await hub.leave(group, socket)
-    monkeypatch.setattr(fanout, "write_memberships", real_write)
-    await hub.join(group, socket)
-    assert await group_size(layer, group) == 1
+    await hub.leave(other, socket)
+    assert hub.channel is None
+
+
+@pytest.mark.usefixtures("quick_retries")
+async def test_a_socket_that_leaves_during_an_outage_leaves_nothing_behind(monkeypatch):
+    layer = get_channel_layer()
+    hub = LocalHub(layer, encode_frame)
+    outage = Outage(monkeypatch, hang=True)
+    socket = FakeSocket()
+    group = "notifications.test-fanout-gone"
+    assert await hub.join(group, socket) is False
+    await hub.leave(group, socket)
+    assert hub.members == {}
+    assert not hub.failing  # nothing left to retry for a group nobody here needs
+    assert hub.channel is None
+    outage.end()
+    await asyncio.sleep(0.3)
+    assert await group_size(layer, group) == 0
+
+
+@pytest.mark.usefixtures("quick_retries")
+async def test_a_refresh_that_fails_is_retried_without_waiting_for_the_next(monkeypatch):
+    layer = get_channel_layer()
+    hub = LocalHub(layer, encode_frame)
+    group = "notifications.test-fanout-refresh-retry"
+    socket = FakeSocket()
+    assert await hub.join(group, socket) is True
+    async with layer.connection(layer.consistent_hash(group)) as connection:
+        await connection.delete(layer._group_key(group))  # a restarted Redis forgot it
+    real_add = layer.group_add
+
+    async def silent_add(*args):
+        await asyncio.Event().wait()
+
+    monkeypatch.setattr(layer, "group_add", silent_add)
+    started = asyncio.get_running_loop().time()
+    await hub.refresh(force=True, wait=True)
+    assert asyncio.get_running_loop().time() - started < 1.0  # the batch's deadline
+    assert hub.failing
+    monkeypatch.setattr(layer, "group_add", real_add)
+    await wait_for_async(lambda: group_size(layer, group), 1)  # the retry, not the refresh
+    await hub.leave(group, socket)
+
+
+@pytest.mark.usefixtures("quick_retries")
+async def test_a_receive_that_never_answers_is_restarted(monkeypatch):
+    """A half-open connection: the hub's receive gets no answer and no error, ever."""
+    from notifications import fanout
+
+    monkeypatch.setattr(fanout, "HUB_RECEIVE_SECONDS", 0.3)
+    layer = get_channel_layer()
+    real_receive = layer.receive
+    calls = []
+
+    async def first_receive_hangs(channel):
+        calls.append(channel)
+        if len(calls) == 1:
+            await asyncio.Event().wait()
+        return await real_receive(channel)
+
+    monkeypatch.setattr(layer, "receive", first_receive_hangs)
+    hub = LocalHub(layer, encode_frame)
+    group = "notifications.test-fanout-half-open"
+    socket = FakeSocket()
+    assert await hub.join(group, socket) is True
+    await wait_for(lambda: len(calls) >= 2)  # the first receive was given up
+    await layer.group_send(group, events.layer_read_event([3], 0, group))
+    await wait_for(lambda: socket.frames)
     await hub.leave(group, socket)
 
 

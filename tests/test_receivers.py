@@ -1,16 +1,23 @@
-"""Model-signal receivers: welcome new users, tell users they joined a group."""
+"""Model-signal receivers: welcome, group joins, pushes that never wait, safe deletions."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from collections.abc import Iterator
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.contrib.sessions.models import Session
 from django.core import serializers
+from django.db import connection, transaction
 from django.test import override_settings
+from django.test.utils import CaptureQueriesContext
 
-from notifications.models import Audience, Level, Notification
+from notifications import deadlines, events, receivers
+from notifications.models import Audience, Delivery, Level, Notification
+from notifications.services import broadcast, deliveries_record, notify
 from tests.factories import GroupFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -174,3 +181,92 @@ def test_off_by_default_in_tests() -> None:
     user = UserFactory()
     user.groups.add(GroupFactory())
     assert not Notification.objects.exists()
+
+
+# ---- pushes with Redis silent, and deletions ---------------------------------------------
+
+
+class SilentLayer:
+    """A channel layer whose Redis stopped answering (SIGSTOP): every send waits forever."""
+
+    def __init__(self) -> None:
+        self.sends: list[str] = []
+
+    async def group_send(self, group: str, message: dict) -> None:
+        self.sends.append(group)
+        await asyncio.Event().wait()
+
+
+@pytest.fixture
+def silent_layer(monkeypatch) -> SilentLayer:
+    layer = SilentLayer()
+    monkeypatch.setattr("notifications.dispatch.get_channel_layer", lambda: layer)
+    return layer
+
+
+def test_one_commit_pushes_one_membership_change_and_never_waits_on_a_silent_redis(
+    silent_layer, django_capture_on_commit_callbacks
+) -> None:
+    """The admin's user form saves the user, then the groups: one push, one deadline."""
+    receivers._pending_membership.ids = set()  # left by other tests' rolled-back changes
+    user, group = UserFactory(), GroupFactory()
+    started = time.monotonic()
+    with django_capture_on_commit_callbacks(execute=True), transaction.atomic():
+        user.is_staff = True
+        user.save()
+        user.groups.add(group)
+    elapsed = time.monotonic() - started
+    assert silent_layer.sends == [events.user_group(user.pk)]
+    assert elapsed < deadlines.PUSH_BATCH_SECONDS + 0.5
+    user.refresh_from_db()
+    assert user.is_staff
+    assert list(user.groups.all()) == [group]
+
+
+def test_a_group_change_for_many_users_pays_one_deadline_per_batch(
+    silent_layer, django_capture_on_commit_callbacks
+) -> None:
+    receivers._pending_membership.ids = set()
+    users = UserFactory.create_batch(120)
+    group = GroupFactory()
+    started = time.monotonic()
+    with django_capture_on_commit_callbacks(execute=True):
+        group.user_set.add(*users)
+    elapsed = time.monotonic() - started
+    # The first batch gets no answer within its deadline: the rest is not even tried.
+    assert len(silent_layer.sends) == deadlines.PUSH_CONCURRENCY
+    assert elapsed < deadlines.PUSH_BATCH_SECONDS + 0.5
+    assert group.user_set.count() == 120
+
+
+def test_logout_with_redis_silent_still_logs_out(client, silent_layer) -> None:
+    user = UserFactory()
+    client.force_login(user)
+    session_key = client.session.session_key
+    started = time.monotonic()
+    response = client.post("/accounts/logout/")
+    elapsed = time.monotonic() - started
+    assert response.status_code == 302
+    assert silent_layer.sends == [events.session_group(session_key)]
+    assert elapsed < deadlines.PUSH_SECONDS + 0.5
+    assert not Session.objects.filter(session_key=session_key).exists()
+    assert client.get("/notifications/api/").status_code == 302  # anonymous: to the login
+
+
+def test_deleting_a_user_deletes_their_deliveries_of_every_audience() -> None:
+    user, other = UserFactory(), UserFactory()
+    mine = notify(user, "for the user")
+    everyone = broadcast("for everyone")
+    deliveries_record(mine.pk, [user.pk])
+    deliveries_record(everyone.pk, [user.pk, other.pk])
+    user.delete()
+    assert not Delivery.objects.filter(user_id=user.pk).exists()
+    assert list(Delivery.objects.values_list("user_id", flat=True)) == [other.pk]
+
+
+def test_deleting_users_takes_the_delivery_insert_lock_on_postgresql() -> None:
+    users = UserFactory.create_batch(2)
+    with CaptureQueriesContext(connection) as queries:
+        get_user_model().objects.filter(pk__in=[u.pk for u in users]).delete()
+    locks = [q["sql"] for q in queries if "pg_advisory_xact_lock(" in q["sql"]]
+    assert len(locks) == (2 if connection.vendor == "postgresql" else 0)
