@@ -11,9 +11,10 @@ from typing import Any, NamedTuple
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.contrib.auth import get_user_model
 from django.contrib.sessions.backends.signed_cookies import SessionStore as SignedCookieSession
+from redis.exceptions import RedisError
 
 from notifications import conf, events
-from notifications.asyncdb import db_async
+from notifications.asyncdb import database_unavailable, db_async
 from notifications.dispatch import apush_read
 from notifications.events import ClientFrame, FrameError, UserId
 from notifications.fanout import LocalHub, encode_frame, get_hub
@@ -227,12 +228,21 @@ class NotificationConsumer(AsyncWebsocketConsumer):
         handler = getattr(self, f"on_{frame.type}")
         try:
             await handler(frame)
-        except Exception:
+        except Exception as exc:
             # A database hiccup must not kill the socket: say so, and let the client retry.
             # (A socket the browser closed meanwhile needs no answer and no alarm.)
             if self.closed:
                 return
-            logger.exception("Handling a %s frame of user %s failed", frame.type, self.user_id)
+            if database_unavailable(exc):
+                # An outage is one line per frame, not a traceback each (the listener logs it).
+                logger.warning(
+                    "Database unavailable for a %s frame of user %s: %s",
+                    frame.type,
+                    self.user_id,
+                    str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+                )
+            else:
+                logger.exception("Handling a %s frame of user %s failed", frame.type, self.user_id)
             with contextlib.suppress(Exception):
                 await self.send_json(events.error_frame("server_error", "Try again shortly."))
 
@@ -273,9 +283,16 @@ class NotificationConsumer(AsyncWebsocketConsumer):
     async def _after_read(self, result: Any) -> None:
         if result.ids:
             # Every socket of the user, this one included, hears it through the user's group.
-            await apush_read(self.user_id, result)
-        else:
-            await self.send_json(events.read_frame([], result.unread))
+            try:
+                await apush_read(self.user_id, result)
+                return
+            except (TimeoutError, RedisError, OSError) as exc:
+                # The read is recorded: this socket is told directly, the other tabs catch up
+                # at their next pong.
+                logger.warning(
+                    "Could not tell the other tabs of user %s about a read: %r", self.user_id, exc
+                )
+        await self.send_json(events.read_frame(result.ids, result.unread))
 
     async def on_sync(self, frame: ClientFrame) -> None:
         missed = await amissed_with_in_flight(self.user_id, frame.since)

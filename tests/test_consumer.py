@@ -245,6 +245,27 @@ async def test_read_of_nothing_answers_only_the_asking_socket():
     await tab2.disconnect()
 
 
+async def test_read_whose_echo_the_layer_cannot_carry_still_answers_the_reading_socket(
+    monkeypatch,
+):
+    """A silent Redis times the echo out: the read is recorded, this socket is told directly."""
+    from notifications import consumers
+
+    async def silent_layer(user_id, result, layer=None):
+        raise TimeoutError
+
+    user = await sync_to_async(UserFactory)()
+    first = await delivered_notification(user)
+    communicator, _ = await connect(user)
+    monkeypatch.setattr(consumers, "apush_read", silent_layer)
+    await communicator.send_json_to({"type": "read", "ids": [first.pk]})
+    frame = await communicator.receive_json_from(timeout=5)  # no error frame before it
+    assert frame == {"type": "read", "ids": [first.pk], "unread": 0}
+    assert await state_of(first, user) == DeliveryState.READ
+    await assert_still_open(communicator)
+    await communicator.disconnect()
+
+
 async def test_read_all_marks_everything_read():
     user = await sync_to_async(UserFactory)()
     a = await delivered_notification(user)
