@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 import time
 from collections.abc import AsyncIterator, Iterator
 
@@ -146,6 +147,96 @@ def _drop_stray_connections(django_db_setup, django_db_blocker) -> Iterator[None
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
             "WHERE datname = current_database() AND pid <> pg_backend_pid()"
         )
+
+
+def _live_children() -> list[int]:
+    """Return the pids of this process's daphne and listener children still running."""
+    pids: list[int] = []
+    with contextlib.suppress(OSError):
+        for task in os.listdir("/proc/self/task"):
+            with open(f"/proc/self/task/{task}/children") as children:
+                pids.extend(int(pid) for pid in children.read().split())
+    live = []
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+                args = cmdline.read().decode("utf-8", "replace")
+        except OSError:
+            continue
+        if "daphne" in args or "listen_notifications" in args:
+            live.append(pid)
+    return live
+
+
+def _stop_children(pids: list[int], timeout: float = 10) -> None:
+    """SIGTERM the given children, SIGKILL whichever has not exited by ``timeout``."""
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for pid in pids:
+        while True:
+            try:
+                if os.waitpid(pid, os.WNOHANG)[0]:
+                    break
+            except ChildProcessError:  # reaped already (by its Popen)
+                break
+            if time.monotonic() >= deadline:
+                with contextlib.suppress(ProcessLookupError, ChildProcessError):
+                    os.kill(pid, signal.SIGKILL)
+                    os.waitpid(pid, 0)
+                break
+            time.sleep(0.05)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _close_connection_pools(django_db_setup, django_db_blocker) -> Iterator[None]:
+    """Close every alias's connection pool before the test databases are dropped.
+
+    The suite runs PostgreSQL with the pool production uses; a pool keeps its connections
+    open after every test, and PostgreSQL will not drop a database anyone is connected to.
+    Children first (a daphne or listener a failed test left behind would reconnect through
+    its own pool), then this process's pools. Declared after _drop_stray_connections, so it
+    tears down before that fixture ends whatever other threads still hold.
+    """
+    yield
+    from django.db import connections
+
+    leftover = _live_children()
+    if leftover:
+        _stop_children(leftover)
+    with django_db_blocker.unblock():
+        for alias in connections:
+            wrapper = connections[alias]
+            wrapper.close()
+            close_pool = getattr(wrapper, "close_pool", None)  # PostgreSQL only
+            if close_pool is not None:
+                close_pool()
+
+
+@pytest.fixture(autouse=True)
+def _renew_leaky_connection_pools(request) -> Iterator[None]:
+    """After a test that left pooled connections checked out, give the next one a new pool.
+
+    An async test runs in an event loop of its own; a database call it made on that loop's
+    default executor keeps its connection checked out when the loop and its threads go
+    away (the thread's connection is never closed, so never returned). A daphne process,
+    whose threads live on, does not do this; a suite of hundreds of such tests would drain
+    the pool and wait out its 30 s timeout. Measured on this suite: one connection per
+    WebsocketCommunicator test. (The main thread keeps at most one.)
+    """
+    yield
+    if "django_db_setup" not in request.fixturenames:
+        return
+    from django.db import connections
+
+    for alias in connections:
+        wrapper = connections[alias]
+        if getattr(wrapper, "vendor", "") != "postgresql" or not wrapper.pool:
+            continue
+        stats = wrapper.pool.get_stats()
+        if stats.get("pool_size", 0) - stats.get("pool_available", 0) > 1:
+            wrapper.close_pool()
 
 
 @pytest.fixture(scope="session")
