@@ -37,6 +37,9 @@ import redis
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO_ASGI_APPLICATION = "notifyproject.asgi:application"
+# daphne refuses a bigger client frame from its header, before buffering it (the app's own
+# MAX_FRAME_BYTES check, 4413, only runs once daphne has read the whole frame).
+MAX_FRAME_BYTES = 64 * 1024
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 # Long enough for a listener to finish the batch it is writing, short enough that a hung
 # child does not hold up a test run or a Ctrl-C for long.
@@ -385,7 +388,9 @@ def daphne_command(
     beside = Path(sys.executable).with_name("daphne")
     found = str(beside) if beside.exists() else shutil.which("daphne")
     daphne = [found] if found else [sys.executable, "-m", "daphne"]
-    return [*daphne, "-b", host, "-p", str(port), application]
+    limits = ["--websocket-max-message-size", str(MAX_FRAME_BYTES)]
+    limits += ["--websocket-max-frame-size", str(MAX_FRAME_BYTES)]
+    return [*daphne, "-b", host, "-p", str(port), *limits, application]
 
 
 def listener_command(*extra_args: str, verbosity: int = 2, cwd: Path = ROOT) -> list[str]:
