@@ -226,8 +226,15 @@ def _renew_leaky_connection_pools(request) -> Iterator[None]:
     WebsocketCommunicator test. (The main thread keeps at most one.)
     """
     yield
-    if "django_db_setup" not in request.fixturenames:
-        return
+    if "django_db_setup" in request.fixturenames:
+        renew_leaky_pools()
+
+
+def renew_leaky_pools() -> None:
+    """Close any PostgreSQL pool with more than the main thread's connection checked out.
+
+    Also for tests that run many event loops in one test (Hypothesis examples).
+    """
     from django.db import connections
 
     for alias in connections:

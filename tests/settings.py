@@ -17,10 +17,8 @@ from notifyproject.settings import BASE_DIR, DATABASES, NOTIFICATIONS  # noqa: E
 
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / f".test-db-{RUN_ID}.sqlite3")}
-else:
-    # A pool keeps connections open after each test, and PostgreSQL will not drop a test
-    # database anyone is connected to. Tests connect per use; the benchmark uses the pool.
-    DATABASES["default"]["OPTIONS"].pop("pool", None)
+# PostgreSQL runs with the connection pool production uses; tests/conftest.py closes the
+# pools before the test database is dropped, and renews one a test's event loop leaked into.
 
 NOTIFICATIONS = {
     **NOTIFICATIONS,

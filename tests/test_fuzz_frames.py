@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from notifications.events import CLIENT_TYPES, ClientFrame, FrameError, parse_client_frame
 from notifications.models import Delivery, Notification
 from notifications.services import deliveries_record
-from tests.conftest import connect
+from tests.conftest import connect, renew_leaky_pools
 from tests.factories import UserFactory
 
 json_values = st.recursive(
@@ -103,6 +103,7 @@ def test_the_consumer_survives_any_sequence_of_frames(victim_and_attacker, frame
             return answers
 
     answers = async_to_sync(attack)()
+    renew_leaky_pools()  # each example's event loop leaves its executor's connection behind
     server_errors = [a for a in answers if a["type"] == "error" and a["code"] == "server_error"]
     assert len(server_errors) == 0, f"{len(server_errors)} frames raised in a handler: {frames}"
     assert Delivery.objects.get(user=victim).state == "pending"
