@@ -1,8 +1,10 @@
 """Save → Redis pub/sub → the real listener → channels-redis → a socket, end to end."""
 
 import asyncio
+import contextlib
 import json
 import logging
+import time
 from datetime import timedelta
 
 import pytest
@@ -233,20 +235,35 @@ async def test_rolled_back_notification_is_never_published_or_delivered(listener
 async def test_publish_waits_for_commit(listener, redis_client):
     user = await sync_to_async(UserFactory)()
     communicator, _ = await connect(user)
+    channel = conf.get().CHANNEL
     watcher = redis_client.pubsub(ignore_subscribe_messages=True)
-    watcher.subscribe(conf.get().CHANNEL)
+    watcher.subscribe(channel)
     watcher.get_message(timeout=1)  # the subscribe confirmation
+
+    def next_message(timeout: float):
+        """The next message on the channel that is not the listener's own probe."""
+        deadline = time.monotonic() + timeout
+        while message := watcher.get_message(timeout=max(deadline - time.monotonic(), 0.01)):
+            with contextlib.suppress(ValueError, TypeError, AttributeError):
+                if json.loads(message["data"]).get("event") == "probe":
+                    continue
+            return message
+        return None
 
     @sync_to_async
     def create_inside_a_transaction():
         with transaction.atomic():
             notification = notify(user, "Committed later")
-            # Nothing may be published while the row is invisible to the listener.
-            assert watcher.get_message(timeout=0.3) is None
+            # Nothing may be published while the row is invisible to the listener. Redis
+            # delivers one channel's messages in order: a marker published now must arrive
+            # first, before anything the save would have published (no quiet window).
+            redis_client.publish(channel, b"barrier")
+            first = next_message(5)
+            assert first is not None and first["data"] == b"barrier", first
         return notification
 
     notification = await create_inside_a_transaction()
-    message = watcher.get_message(timeout=2)
+    message = next_message(5)
     assert json.loads(message["data"]) == {"v": 1, "event": "created", "id": notification.pk}
     frame = await receive_type(communicator, "notification")
     assert frame["notification"]["id"] == notification.pk
