@@ -21,7 +21,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import redis
@@ -34,6 +34,11 @@ from notifications.models import Delivery, Notification
 from tests import processes
 from tests.conftest import session_cookie
 from tests.faults.client import BellClient, ClientLoop
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser
+
+    from tests.faults.browser_pages import BellPage
 
 # Every fault test starts real processes, takes seconds, and needs committed rows that
 # other processes can see.
@@ -442,3 +447,21 @@ def run_creator(stack: Stack) -> Iterator[Callable[..., Creator]]:
 
 def no_tracebacks(output: str) -> bool:
     return "Traceback" not in output and "DoesNotExist" not in output
+
+
+@pytest.fixture(scope="module")
+def browser(live_env: dict[str, str]) -> Iterator[Browser]:
+    """One headless Chromium for a module's bell pages."""
+    from tests.faults.browser_pages import chromium  # it imports this module
+
+    with chromium() as instance:
+        yield instance
+
+
+@pytest.fixture
+def pages(stack: Stack) -> Iterator[list[BellPage]]:
+    """This test's bell pages, closed before the stack's daphnes stop."""
+    opened: list[BellPage] = []
+    yield opened
+    for page in opened:
+        page.close()

@@ -12,15 +12,13 @@ from the end of each full answer.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
-import pytest
 from django.db import transaction
 from playwright.sync_api import Browser
 
 from notifications.selectors import unread_count
 from notifications.services import notify
-from tests.faults.browser_pages import BellPage, chromium, mismatches, open_page, start_bell_daphne
+from tests.faults.browser_pages import BellPage, mismatches, open_page, start_bell_daphne
 from tests.faults.conftest import (
     FAULT_TEST,
     SMALL_CAPACITY_SETTINGS,
@@ -41,21 +39,6 @@ PAGES = 2
 # under SYNC_SETTLE_SECONDS (30 s), so a tab that pages only once the rows have settled fails.
 RECOVERY = 12.0
 PAGE_PING = 1.0  # the pages' BELL_PING_INTERVAL
-
-
-@pytest.fixture(scope="module")
-def browser(live_env: dict[str, str]) -> Iterator[Browser]:
-    with chromium() as instance:
-        yield instance
-
-
-@pytest.fixture
-def pages(stack: Stack) -> Iterator[list[BellPage]]:
-    """This test's pages, closed before its daphne stops."""
-    opened: list[BellPage] = []
-    yield opened
-    for page in opened:
-        page.close()
 
 
 def test_every_tab_recovers_a_burst_the_channel_layer_dropped(

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 from django.contrib.auth.models import Group
@@ -24,7 +24,7 @@ from playwright.sync_api import Browser
 
 from notifications.models import Delivery, Notification
 from notifications.selectors import unread_count
-from tests.faults.browser_pages import BellPage, chromium, mismatches, open_page, start_bell_daphne
+from tests.faults.browser_pages import BellPage, mismatches, open_page, start_bell_daphne
 from tests.faults.conftest import (
     FAULT_TEST,
     Creator,
@@ -55,21 +55,6 @@ SECOND_KILL = 1400
 # daphne; the third is staff and in the group. (Each page costs the storm CPU: four is enough.)
 PAGES = [(0, 0), (0, 1), (1, 1), (15, 0)]
 PAGE_PING = 1.0  # the pages' BELL_PING_INTERVAL: a dropped push shows within about a second
-
-
-@pytest.fixture(scope="module")
-def browser(live_env: dict[str, str]) -> Iterator[Browser]:
-    with chromium() as instance:
-        yield instance
-
-
-@pytest.fixture
-def pages(stack: Stack) -> Iterator[list[BellPage]]:
-    """This test's pages, closed before its daphnes stop."""
-    opened: list[BellPage] = []
-    yield opened
-    for page in opened:
-        page.close()
 
 
 @pytest.mark.timeout(300)
