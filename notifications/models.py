@@ -193,8 +193,28 @@ class DeliveryQuerySet(models.QuerySet["Delivery"]):
             Q(notification__expires_at__isnull=True) | Q(notification__expires_at__gt=now)
         )
 
-    def unread(self) -> DeliveryQuerySet:
-        return self.filter(state__in=UNREAD_STATES)
+    def in_bell(self, now: Any = None) -> DeliveryQuerySet:
+        """Rows the bell and the default list show: neither archived ("Done") nor snoozed.
+
+        A snooze that has come due counts as back even before the listener has pushed it
+        (and cleared it): counts never depend on a process being up at that moment.
+        """
+        now = now or timezone.now()
+        return self.filter(archived_at__isnull=True).filter(
+            Q(snoozed_until__isnull=True) | Q(snoozed_until__lte=now)
+        )
+
+    def archived(self) -> DeliveryQuerySet:
+        return self.filter(archived_at__isnull=False)
+
+    def snoozed(self, now: Any = None) -> DeliveryQuerySet:
+        """Rows snoozed until a moment still to come (archived ones are in Archived)."""
+        now = now or timezone.now()
+        return self.filter(archived_at__isnull=True, snoozed_until__gt=now)
+
+    def unread(self, now: Any = None) -> DeliveryQuerySet:
+        """Unread rows that count in the badge: not read, not archived, not snoozed."""
+        return self.in_bell(now).filter(state__in=UNREAD_STATES)
 
 
 class Delivery(models.Model):
@@ -226,6 +246,11 @@ class Delivery(models.Model):
     created_at = models.DateTimeField(_("created at"), default=timezone.now, editable=False)
     delivered_at = models.DateTimeField(_("delivered at"), null=True, blank=True)
     read_at = models.DateTimeField(_("read at"), null=True, blank=True)
+    # Triage, the user's own: "Done" (out of the bell and the count, kept in Archived),
+    # snoozed (out until then, back live as if new), seen (shown in an open list or toast).
+    archived_at = models.DateTimeField(_("archived at"), null=True, blank=True)
+    snoozed_until = models.DateTimeField(_("snoozed until"), null=True, blank=True)
+    seen_at = models.DateTimeField(_("seen at"), null=True, blank=True)
 
     objects = DeliveryQuerySet.as_manager()
 
@@ -239,11 +264,17 @@ class Delivery(models.Model):
             ),
         ]
         indexes = [
-            # The bell's queries: a user's rows newest first, and a user's unread ones.
-            models.Index(fields=["user", "-notification"], name="delivery_user_newest_idx"),
-            models.Index(fields=["user", "state", "-notification"], name="delivery_user_state_idx"),
-            # Dispatch order per user: the cursor of sync and the last_id of hello and pong.
+            # Every list is in dispatch (arrival) order per user: the inbox, the API, the
+            # cursor of sync and the last_id of hello and pong. With the user's state in
+            # front: the unread count and the Unread lists.
             models.Index(fields=["user", "-id"], name="delivery_user_dispatch_idx"),
+            models.Index(fields=["user", "state", "-id"], name="delivery_user_state_id_idx"),
+            # The listener's next snooze to bring back: only snoozed rows are in it.
+            models.Index(
+                fields=["snoozed_until"],
+                condition=Q(snoozed_until__isnull=False),
+                name="delivery_snoozed_idx",
+            ),
         ]
 
     def __str__(self) -> str:

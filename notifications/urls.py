@@ -2,12 +2,12 @@
 
 from django.urls import path
 
-from notifications import views
+from notifications import api, views
 
 app_name = "notifications"
 
 urlpatterns = [
     path("", views.inbox, name="inbox"),
-    path("api/", views.api_list, name="api-list"),
-    path("api/read/", views.api_read, name="api-read"),
+    path("api/", api.api_list, name="api-list"),
+    path("api/read/", api.api_read, name="api-read"),
 ]
