@@ -1,5 +1,11 @@
 """Admin: compose notifications, follow their delivery, resend to the undelivered, expire.
 
+The compose page previews the notification with the bell's own markup (bell.js's
+``NotificationBell.renderItem``), shows how many people its audience reaches as it changes
+(the ``audience-size/`` JSON view), and asks once more before a Save that sends to everyone
+or to more than ``NOTIFICATIONS["CONFIRM_AUDIENCE_OVER"]`` people. Times are shown and typed
+in the user's zone (``notifications.middleware.TimezoneMiddleware``), and say which zone.
+
 Django's permissions decide who sees what: the notifications need ``view_notification`` (or
 ``change_notification``), composing needs ``add_notification``, and read receipts — the delivery
 list and every delivery count or link on a notification — need ``view_delivery`` (or
@@ -15,19 +21,25 @@ from typing import Any
 from urllib.parse import urlencode
 
 from django.contrib import admin, messages
+from django.contrib.admin.options import IS_POPUP_VAR
+from django.contrib.admin.utils import unquote
 from django.contrib.auth import get_user_model
-from django.db.models import ForeignKey, QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.core.exceptions import ValidationError
+from django.db.models import Field, ForeignKey, QuerySet
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template.loader import render_to_string
-from django.urls import reverse
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
 from django.utils import timezone
-from django.utils.formats import date_format, time_format
+from django.utils.formats import date_format, number_format
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
-from django.utils.text import capfirst
+from django.utils.text import Truncator, capfirst
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
+from notifications import conf
+from notifications.audience import AudienceSize, audience_size
 from notifications.deadlines import PUSH_BATCH_SECONDS
 from notifications.forms import CONTENT_FIELDS, NotificationAdminForm
 from notifications.models import Audience, Delivery, DeliveryState, Level, Notification
@@ -43,6 +55,7 @@ from notifications.selectors import (
     notifications_with_delivery_counts,
 )
 from notifications.services import notification_expire, notification_resend_undelivered
+from notifications.stats import notification_stats, notification_timeline
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +101,9 @@ def _progress(part: int, whole: int, kind: str, label: str) -> SafeString:
         '<span class="nadmin-progress-track" aria-hidden="true">'
         '<span class="nadmin-progress-fill nadmin-progress-{kind}" style="width: {percent}%">'
         "</span></span>"
-        '<span class="nadmin-progress-text">{part} / {whole}</span></span>',
+        '<span class="nadmin-progress-text"><span class="nadmin-sr">{title}: </span>'
+        '<span class="nadmin-progress-percent" aria-hidden="true">{percent}%</span> '
+        '<span class="nadmin-progress-count">{part} / {whole}</span></span></span>',
         title=label % {"percent": percent},
         kind=kind,
         percent=percent,
@@ -97,14 +112,63 @@ def _progress(part: int, whole: int, kind: str, label: str) -> SafeString:
     )
 
 
+# Titles longer than this are cut in the changelist (the full title is its tooltip): a
+# 200-character title would otherwise widen its column past a 1280 px screen.
+CHANGELIST_TITLE_CHARS = 60
+# Without the setting (until conf.py declares it): ask before sending to more people than this.
+DEFAULT_CONFIRM_AUDIENCE_OVER = 1000
+AUDIENCE_FIELDS = frozenset({"audience", "recipient", "group"})
+
+
 def _short_datetime(value: Any) -> SafeString:
-    # Date and time each unbroken, so a narrow column wraps between them, not inside.
+    """Render ``1 Dec 2026, 17:09`` in the active zone: no order of day and month to guess.
+
+    The month is a word, the year has four digits; the tooltip adds the zone and offset.
+    Date and time each unbroken, so a narrow column wraps between them, not inside.
+    """
     local = timezone.localtime(value)
     return format_html(
-        '<span class="nadmin-nowrap">{}</span> <span class="nadmin-nowrap">{}</span>',
-        date_format(local, "SHORT_DATE_FORMAT"),
-        time_format(local, "TIME_FORMAT"),
+        '<time datetime="{}" title="{}"><span class="nadmin-nowrap">{}</span> '
+        '<span class="nadmin-nowrap">{}</span></time>',
+        local.isoformat(timespec="minutes"),
+        local.strftime("%Y-%m-%d %H:%M %Z (UTC%z)"),
+        date_format(local, "j M Y,"),
+        date_format(local, "H:i"),
     )
+
+
+def zone_description() -> str:
+    """Name the active time zone the way the admin's times are shown and typed in."""
+    now = timezone.localtime()
+    name = timezone.get_current_timezone_name()
+    offset = now.strftime("%z")
+    offset = f"UTC{offset[:3]}:{offset[3:]}" if offset else "UTC"
+    abbreviation = now.strftime("%Z")
+    if abbreviation in {name, "UTC"} or not abbreviation or abbreviation[0] in "+-":
+        return f"{name} ({offset})"
+    return f"{name} ({abbreviation}, {offset})"
+
+
+def confirm_audience_over() -> int:
+    """Return the audience size above which Save asks for a confirmation."""
+    return int(getattr(conf.get(), "CONFIRM_AUDIENCE_OVER", DEFAULT_CONFIRM_AUDIENCE_OVER))
+
+
+def needs_confirmation(audience: str, size: AudienceSize) -> bool:
+    """Whether sending to this audience asks first: everyone, many, or a count that failed."""
+    return audience == Audience.ALL or size.count is None or size.count > confirm_audience_over()
+
+
+def reach_text(size: AudienceSize) -> str:
+    """Say how many people an audience reaches, the way the compose page shows it."""
+    if size.count is None:
+        return gettext("Could not count the audience in time.")
+    number = number_format(size.count, force_grouping=True)
+    if size.capped:
+        return gettext("Reaches more than %(count)s people") % {"count": number}
+    return ngettext("Reaches %(count)s person", "Reaches %(count)s people", size.count) % {
+        "count": number
+    }
 
 
 def deliveries_url(notification_id: int, **extra: str) -> str:
@@ -134,8 +198,7 @@ class NotificationAdmin(admin.ModelAdmin):
         "audience_display",
         "state_display",
         "recipients_display",
-        "delivered_display",
-        "read_display",
+        "delivery_display",
         "created_display",
     )
     list_display_links = ("title_display",)
@@ -149,9 +212,16 @@ class NotificationAdmin(admin.ModelAdmin):
     raw_id_fields = ("recipient",)
     radio_fields = {"audience": admin.HORIZONTAL, "level": admin.HORIZONTAL}
     actions = ("resend_undelivered", "expire_now")
-    readonly_fields = ("preview", "created_by", "created_at", "dispatched_at", "delivery_stats")
+    readonly_fields = (
+        "audience_reach",
+        "preview",
+        "created_by",
+        "created_at",
+        "dispatched_at",
+        "delivery_stats",
+    )
     add_fieldsets = (
-        (None, {"fields": ("audience", "recipient", "group")}),
+        (None, {"fields": ("audience", "recipient", "group", "audience_reach")}),
         (_("Message"), {"fields": ("level", "title", "body", "url")}),
         (_("Preview"), {"fields": ("preview",)}),
         (_("Schedule"), {"fields": ("publish_at", "expires_at")}),
@@ -165,13 +235,66 @@ class NotificationAdmin(admin.ModelAdmin):
     )
 
     class Media:
-        css = {"all": ("notifications/admin.css",)}
-        js = ("notifications/admin.js",)
+        # The bell's own script and styles: the preview is its renderItem(), not a copy.
+        # bell.js does nothing else on a page without a bell.
+        css = {"all": ("notifications/bell.css", "notifications/admin.css")}
+        js = ("notifications/bell.js", "notifications/admin.js")
 
     # Permissions are Django's own (has_view_permission etc. are not overridden): see the
     # module docstring. What shows read receipts asks _can_view_deliveries per request.
 
+    # ---- urls --------------------------------------------------------------------------
+
+    def get_urls(self) -> list[URLPattern]:
+        info = self.opts.app_label, self.opts.model_name
+        return [
+            path(
+                "audience-size/",
+                self.admin_site.admin_view(self.audience_size_view),
+                name="{}_{}_audience_size".format(*info),
+            ),
+            *super().get_urls(),
+        ]
+
+    def audience_size_view(self, request: HttpRequest) -> JsonResponse:
+        """Answer how many active users an audience reaches: ``?audience=&group=&recipient=``.
+
+        For composers only (add or change permission). The count is bounded in rows and
+        time (``audience.audience_size``); ``count`` is null when it ran out of time.
+        """
+        if not (self.has_add_permission(request) or self.has_change_permission(request)):
+            return _json_error(403, "forbidden", gettext("You may not compose notifications."))
+        if request.method != "GET":
+            return _json_error(405, "method_not_allowed", gettext("Use GET."))
+        audience = request.GET.get("audience", "")
+        if audience not in Audience.values:
+            return _json_error(400, "bad_audience", gettext("Unknown audience."))
+        recipient_id = group_id = None
+        try:
+            if audience == Audience.USER and request.GET.get("recipient", "").strip():
+                recipient_id = get_user_model()._meta.pk.to_python(request.GET["recipient"].strip())
+            if audience == Audience.GROUP and request.GET.get("group", "").strip():
+                group_id = int(request.GET["group"])
+        except (ValidationError, ValueError):
+            return _json_error(400, "bad_target", gettext("That is not a user's or group's id."))
+        size = audience_size(audience, recipient_id=recipient_id, group_id=group_id)
+        return JsonResponse(
+            {
+                "audience": audience,
+                "count": size.count,
+                "capped": size.capped,
+                "confirm": needs_confirmation(audience, size),
+                "text": reach_text(size),
+            }
+        )
+
     # ---- lists -------------------------------------------------------------------------
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        extra_context = {"time_zone": zone_description(), **(extra_context or {})}
+        return super().changelist_view(request, extra_context)
 
     def get_list_display(self, request: HttpRequest) -> tuple[str, ...]:
         if _can_view_deliveries(self.admin_site, request):
@@ -180,7 +303,7 @@ class NotificationAdmin(admin.ModelAdmin):
         return tuple(
             "recipient_count_display" if name == "recipients_display" else name
             for name in self.list_display
-            if name not in {"delivered_display", "read_display"}
+            if name != "delivery_display"
         )
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Notification]:
@@ -197,9 +320,12 @@ class NotificationAdmin(admin.ModelAdmin):
     @admin.display(description=_("title"), ordering="title")
     def title_display(self, obj: Notification) -> SafeString:
         # The level rides under the title: one column fewer keeps the list on one screen.
+        short = Truncator(obj.title).chars(CHANGELIST_TITLE_CHARS)
         return format_html(
-            '{}<br><span class="nadmin-badge nadmin-level-{}">{}</span>',
-            obj.title,
+            '<span class="nadmin-title"{}>{}</span><br>'
+            '<span class="nadmin-badge nadmin-level-{}">{}</span>',
+            format_html(' title="{}"', obj.title) if short != obj.title else "",
+            short,
             obj.level if obj.level in Level.values else Level.INFO,
             obj.get_level_display(),
         )
@@ -238,19 +364,21 @@ class NotificationAdmin(admin.ModelAdmin):
     def recipient_count_display(self, obj: Notification) -> int | str:
         return obj.recipient_count if obj.dispatched_at else "—"
 
-    @admin.display(description=_("delivered"), ordering="delivered_count")
-    def delivered_display(self, obj: Notification) -> SafeString | str:
+    @admin.display(description=_("delivered · read"), ordering="read_count")
+    def delivery_display(self, obj: Notification) -> SafeString | str:
+        # Both bars in one column: two columns of 56 px bars cost the list its last column.
         if not obj.dispatched_at:
             return "—"
-        return _progress(
-            obj.delivered_count, obj.total_count, "delivered", gettext("%(percent)s%% delivered")
+        return format_html(
+            '<span class="nadmin-bars">{}{}</span>',
+            _progress(
+                obj.delivered_count,
+                obj.total_count,
+                "delivered",
+                gettext("%(percent)s%% delivered"),
+            ),
+            _progress(obj.read_count, obj.total_count, "read", gettext("%(percent)s%% read")),
         )
-
-    @admin.display(description=_("read"), ordering="read_count")
-    def read_display(self, obj: Notification) -> SafeString | str:
-        if not obj.dispatched_at:
-            return "—"
-        return _progress(obj.read_count, obj.total_count, "read", gettext("%(percent)s%% read"))
 
     @admin.display(description=_("created"), ordering="created_at")
     def created_display(self, obj: Notification) -> SafeString:
@@ -271,6 +399,14 @@ class NotificationAdmin(admin.ModelAdmin):
         ``search_fields``, and the app must not dictate a host's user admin.
         """
         return ("recipient",) if _users_searchable(self.admin_site, request) else ()
+
+    def formfield_for_dbfield(self, db_field: Field, request: HttpRequest, **kwargs: Any) -> Any:
+        if db_field.name in {"publish_at", "expires_at"}:
+            # Which zone the typed time is in, next to the field: the active one (the
+            # browser's, from the tz cookie), not the server's.
+            zone = gettext("Times are in %(zone)s.") % {"zone": zone_description()}
+            kwargs["help_text"] = f"{kwargs.get('help_text') or ''} {zone}".strip()
+        return super().formfield_for_dbfield(db_field, request, **kwargs)
 
     def formfield_for_foreignkey(
         self, db_field: ForeignKey, request: HttpRequest, **kwargs: Any
@@ -305,6 +441,23 @@ class NotificationAdmin(admin.ModelAdmin):
             return (*self.readonly_fields, *CONTENT_FIELDS)
         return self.readonly_fields
 
+    @admin.display(description=_("Audience size"))
+    def audience_reach(self, obj: Notification) -> SafeString:
+        # The count for the form as it opens; admin.js asks again as the audience changes.
+        size = audience_size(obj.audience, recipient_id=obj.recipient_id, group_id=obj.group_id)
+        return render_to_string(
+            "admin/realtime_notifications/notification/audience_reach.html",
+            {
+                "text": reach_text(size),
+                "confirm": needs_confirmation(obj.audience, size),
+                "url": reverse(
+                    "admin:realtime_notifications_notification_audience_size",
+                    current_app=self.admin_site.name,
+                ),
+                "threshold": number_format(confirm_audience_over(), force_grouping=True),
+            },
+        )
+
     @admin.display(description=_("How it will look"))
     def preview(self, obj: Notification) -> SafeString:
         first_line = (obj.body or "").strip().splitlines()[:1]
@@ -315,6 +468,8 @@ class NotificationAdmin(admin.ModelAdmin):
                 "level": obj.level if obj.level in Level.values else Level.INFO,
                 "first_line": first_line[0] if first_line else "",
                 "audience": self.audience_display(obj) if obj.pk else "",
+                "level_labels": dict(Level.choices),
+                "moment": (obj.dispatched_at or obj.publish_at or timezone.now()).isoformat(),
             },
         )
 
@@ -322,17 +477,22 @@ class NotificationAdmin(admin.ModelAdmin):
     def delivery_stats(self, obj: Notification) -> SafeString | str:
         if obj.pk is None or obj.dispatched_at is None:
             return gettext("Not sent yet.")
-        stats = notification_delivery_stats(obj.pk)
+        stats = notification_stats(obj.pk)
+        timeline = notification_timeline(obj.pk, obj.dispatched_at, stats.last_activity)
+        labels = {
+            "delivered": gettext("Delivered"),
+            "read": gettext("Read"),
+            "pending": gettext("Waiting for a browser"),
+            "archived": gettext("Marked done"),
+            "snoozed": gettext("Snoozed now"),
+        }
         return render_to_string(
             "admin/realtime_notifications/notification/delivery_stats.html",
             {
                 "stats": stats,
-                "delivered_bar": _progress(
-                    stats.delivered, stats.total, "delivered", gettext("%(percent)s%% delivered")
-                ),
-                "read_bar": _progress(
-                    stats.read, stats.total, "read", gettext("%(percent)s%% read")
-                ),
+                "rows": [{**row, "label": labels[row["key"]]} for row in stats.rows()],
+                "chart": _timeline_chart(timeline, stats.recipients),
+                "time_zone": zone_description(),
                 "all_url": deliveries_url(obj.pk),
                 "pending_url": deliveries_url(obj.pk, state__exact=DeliveryState.PENDING),
             },
@@ -346,6 +506,98 @@ class NotificationAdmin(admin.ModelAdmin):
         # Save only what the form edits: a full save of this stale copy would overwrite
         # dispatched_at and recipient_count if the listener sent it in the meantime.
         obj.save(update_fields=[name for name in form.fields if name in form.cleaned_data])
+
+    # ---- the confirmation step --------------------------------------------------------
+
+    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any):
+        form = super().get_form(request, obj, change, **kwargs)
+        if request.method == "POST" and "_back" in request.POST:
+            # "Back" from the confirmation: the same form, filled in as posted, not saved.
+            # Django's change view saves a valid form, so this one reports "not valid" (with
+            # no errors, the page shows none) and is shown again instead.
+            return type(form.__name__, (form,), {"is_valid": lambda self: False})
+        return form
+
+    def changeform_view(
+        self,
+        request: HttpRequest,
+        object_id: str | None = None,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        if (
+            request.method == "POST"
+            and not request.POST.keys() & {"_confirmed", "_back"}
+            and IS_POPUP_VAR not in request.POST
+        ):
+            confirmation = self._audience_confirmation(request, object_id)
+            if confirmation is not None:
+                return confirmation
+        return super().changeform_view(request, object_id, form_url, extra_context)
+
+    def _audience_confirmation(
+        self, request: HttpRequest, object_id: str | None
+    ) -> HttpResponse | None:
+        """Return the "Send to N people?" page when this Save needs one, else None.
+
+        Asked on a valid form only (an invalid one goes back with its errors as usual), for a
+        new notification or a changed audience of an unsent one, when it goes to everyone
+        or to more than CONFIRM_AUDIENCE_OVER people. The page carries the posted form in
+        hidden fields, so Confirm saves exactly it and Back shows it again, without script.
+        """
+        obj = None
+        if object_id is not None:
+            obj = self.get_object(request, unquote(object_id))
+            if obj is None or obj.dispatched_at is not None:
+                return None
+            if not self.has_change_permission(request, obj):
+                return None
+        elif not self.has_add_permission(request):
+            return None
+        form_class = self.get_form(request, obj, change=obj is not None)
+        form = form_class(request.POST, request.FILES, instance=obj)
+        if not form.is_valid():
+            return None
+        if obj is not None and not AUDIENCE_FIELDS & set(form.changed_data):
+            return None
+        cleaned = form.cleaned_data
+        audience = cleaned.get("audience") or (obj.audience if obj else Audience.ALL)
+        recipient, group = cleaned.get("recipient"), cleaned.get("group")
+        size = audience_size(
+            audience,
+            recipient_id=recipient.pk if recipient else None,
+            group_id=group.pk if group else None,
+        )
+        if not needs_confirmation(audience, size):
+            return None
+        publish_at = cleaned.get("publish_at")
+        context = {
+            **self.admin_site.each_context(request),
+            "title": _confirmation_title(size),
+            "subtitle": None,
+            "opts": self.opts,
+            "app_label": self.opts.app_label,
+            "original": obj,
+            "size": size,
+            "reach": reach_text(size),
+            "threshold": number_format(confirm_audience_over(), force_grouping=True),
+            "audience_label": _target_label(audience, recipient, group),
+            "everyone": audience == Audience.ALL,
+            "notification_title": cleaned.get("title", ""),
+            "level_label": Level(cleaned["level"]).label if cleaned.get("level") else "",
+            "publish_at": _short_datetime(publish_at) if publish_at else None,
+            "time_zone": zone_description(),
+            "posted": [
+                (name, value)
+                for name, values in request.POST.lists()
+                if name not in {"csrfmiddlewaretoken", "_confirmed", "_back"}
+                for value in values
+            ],
+        }
+        request.current_app = self.admin_site.name
+        return TemplateResponse(
+            request, "admin/realtime_notifications/notification/confirm_audience.html", context
+        )
 
     def change_view(
         self,
@@ -557,6 +809,81 @@ class DeliveryAdmin(admin.ModelAdmin):
                     }
                 )
         return super().changelist_view(request, extra_context)
+
+
+def _json_error(status: int, error: str, detail: str) -> JsonResponse:
+    return JsonResponse({"error": error, "detail": detail}, status=status)
+
+
+def _confirmation_title(size: AudienceSize) -> str:
+    if size.count is None:
+        return gettext("Send to everyone?")
+    number = number_format(size.count, force_grouping=True)
+    if size.capped:
+        return gettext("Send to more than %(count)s people?") % {"count": number}
+    return ngettext("Send to %(count)s person?", "Send to %(count)s people?", size.count) % {
+        "count": number
+    }
+
+
+def _target_label(audience: str, recipient: Any, group: Any) -> str:
+    if audience == Audience.USER and recipient is not None:
+        return gettext("User: %(name)s") % {"name": recipient.get_username()}
+    if audience == Audience.GROUP and group is not None:
+        return gettext("Group: %(name)s") % {"name": group.name}
+    return str(Audience(audience).label)
+
+
+# The timeline's drawing box (SVG user units; it scales to the width it gets).
+CHART_WIDTH = 480
+CHART_HEIGHT = 120
+TIMELINE_SERIES = ("pushed", "delivered", "read")
+
+
+def _timeline_chart(timeline: Any, recipients: int) -> dict[str, Any]:
+    """Lay the timeline out: a polyline per series, a table row per point (its text twin)."""
+    span = timeline.end - timeline.start
+    same_day = timezone.localtime(timeline.start).date() == timezone.localtime(timeline.end).date()
+    fmt = "H:i" if same_day and span.days < 1 else "j M, H:i"
+    width, height = CHART_WIDTH, CHART_HEIGHT
+    count = len(timeline.points)
+    lines = {}
+    for series in TIMELINE_SERIES:
+        coords = [f"0,{height:.1f}"]
+        for i, point in enumerate(timeline.points):
+            value = getattr(point, series)
+            x = width * (i + 1) / count
+            y = height - (height * value / recipients if recipients else 0)
+            coords.append(f"{x:.1f},{y:.1f}")
+        lines[series] = " ".join(coords)
+    last = timeline.points[-1] if timeline.points else None
+    return {
+        "width": width,
+        "height": height,
+        "lines": lines,
+        "start": date_format(timezone.localtime(timeline.start), fmt),
+        "end": date_format(timezone.localtime(timeline.end), fmt),
+        "rows": [
+            {
+                "at": date_format(timezone.localtime(point.at), fmt),
+                "pushed": point.pushed,
+                "delivered": point.delivered,
+                "read": point.read,
+                "delivered_percent": _percent(point.delivered, recipients),
+                "read_percent": _percent(point.read, recipients),
+            }
+            for point in timeline.points
+        ],
+        "summary": gettext(
+            "By %(end)s: %(delivered)s%% delivered, %(read)s%% read of %(recipients)s."
+        )
+        % {
+            "end": date_format(timezone.localtime(timeline.end), fmt),
+            "delivered": _percent(last.delivered, recipients) if last else 0,
+            "read": _percent(last.read, recipients) if last else 0,
+            "recipients": recipients,
+        },
+    }
 
 
 def _describe_layer_error(exc: BaseException) -> str:

@@ -67,6 +67,8 @@ def compose(**overrides: str) -> dict[str, str]:
         "expires_at_0": "",
         "expires_at_1": "",
         "_save": "Save",
+        # Everyone asks for a confirmation first (tests/test_admin_compose.py tests it).
+        "_confirmed": "1",
     }
     data.update(overrides)
     return data
