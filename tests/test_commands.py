@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 import re
 import signal
 import sys
@@ -342,3 +343,46 @@ def test_listener_once_dispatches_the_backlog_and_exits(live_env, transactional_
     assert "Dispatched 3 notification(s)." in proc.output
     assert Delivery.objects.filter(user=user).count() == 3
     assert not Notification.objects.filter(dispatched_at__isnull=True).exists()
+
+
+class Lines(logging.Handler):
+    """Collect the app's log lines (its logger does not propagate to pytest's caplog)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(f"{record.levelname} {record.getMessage()}")
+
+
+@pytest.fixture
+def app_log_lines():
+    handler = Lines()
+    app_logger = logging.getLogger("notifications")
+    app_logger.addHandler(handler)
+    yield handler.lines
+    app_logger.removeHandler(handler)
+
+
+@pytest.mark.live
+def test_listener_prints_one_line_per_dispatch_at_the_default_verbosity(
+    transactional_db, app_log_lines
+):
+    user = UserFactory(username="dora")
+    rows = [Notification(title=f"line {i}", recipient=user, audience="user") for i in range(2)]
+    ids = [row.pk for row in Notification.objects.bulk_create(rows)]  # no save(): no publish
+    out = io.StringIO()
+
+    call_command("listen_notifications", "--once", stdout=out)
+
+    dispatched = [line for line in app_log_lines if "Dispatched notification" in line]
+    assert len(dispatched) == 2, app_log_lines
+    for notification_id, line in zip(ids, sorted(dispatched), strict=True):
+        assert f"Dispatched notification {notification_id} (user) 'line " in line
+        assert "to 1 recipient(s)" in line and line.endswith(" ms")
+    # Sweeps and batches are -v 2 material.
+    assert not [line for line in app_log_lines if "Sweep found" in line], app_log_lines
+    assert "Dispatched 2 notification(s)." in out.getvalue()
+    # The command leaves the loggers as it found them.
+    assert not logging.getLogger("notifications.listener").filters
