@@ -1,24 +1,96 @@
-"""The JSON API under /notifications/api/: thin views over selectors and services."""
+"""The JSON API under /notifications/api/: thin views over selectors and services.
+
+Every answer is JSON, errors included (``{"error": code, "detail": text}``): a script that
+asks without a session gets 401, not the login page; without the CSRF token 403, not
+Django's CSRF page; a wrong method 405, a bad body 400, an unknown path 404.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import asdict
+from functools import wraps
+from typing import Any
 
-from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, JsonResponse
-from django.views.decorators.http import require_GET, require_POST
+from django.db import DatabaseError
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.middleware.csrf import CsrfViewMiddleware
+from django.views.decorators.csrf import csrf_exempt
 
 from notifications import conf
-from notifications.dispatch import push_read
-from notifications.events import FrameError, UserId, parse_client_frame
-from notifications.selectors import notification_page
-from notifications.services import ReadResult, deliveries_mark_all_read, deliveries_mark_read
+from notifications.dispatch import push_read, push_triage
+from notifications.events import FrameError, UserId, parse_client_frame, parse_snooze_until
+from notifications.models import Level
+from notifications.observe import emit
+from notifications.selectors import STATUSES, notification_page
+from notifications.services import (
+    ReadResult,
+    TriageResult,
+    deliveries_archive,
+    deliveries_mark_all_read,
+    deliveries_mark_read,
+    deliveries_mark_unread,
+    deliveries_snooze,
+    deliveries_unarchive,
+)
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_PAGE_SIZE = 20
+
+
+def api_error(status: int, error: str, detail: str, **headers: str) -> JsonResponse:
+    response = JsonResponse({"error": error, "detail": detail}, status=status)
+    for name, value in headers.items():
+        response[name] = value
+    return response
+
+
+def _bad_request(detail: str) -> JsonResponse:
+    return api_error(400, "bad_request", detail)
+
+
+class _JsonCsrf(CsrfViewMiddleware):
+    """Django's own CSRF check (token, Origin, Referer, trusted origins), answered in JSON."""
+
+    def _reject(self, request: HttpRequest, reason: str) -> HttpResponse:
+        return api_error(403, "csrf_failed", f"CSRF verification failed: {reason}")
+
+
+_csrf = _JsonCsrf(lambda request: HttpResponse())
+
+
+def api_view(*methods: str) -> Callable[[Callable[..., HttpResponse]], Callable[..., HttpResponse]]:
+    """Wrap an API view: login (401), method (405), CSRF on writes (403), database down (503)."""
+
+    def decorate(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+        @csrf_exempt  # checked below, so the failure is JSON rather than Django's page
+        @wraps(view)
+        def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            if request.method not in methods:
+                return api_error(
+                    405,
+                    "method_not_allowed",
+                    f"Use {' or '.join(methods)}.",
+                    Allow=", ".join(methods),
+                )
+            if not request.user.is_authenticated:
+                return api_error(401, "not_authenticated", "Log in first.")
+            if request.method not in ("GET", "HEAD"):
+                rejected = _csrf.process_view(request, view, args, kwargs)
+                if rejected is not None:
+                    return rejected
+            try:
+                return view(request, *args, **kwargs)
+            except DatabaseError as exc:
+                logger.warning("API %s failed: database unavailable (%s)", request.path, exc)
+                return api_error(503, "unavailable", "The database is unavailable; try again.")
+
+        return wrapper
+
+    return decorate
 
 
 def _int_param(request: HttpRequest, name: str) -> int | None:
@@ -31,56 +103,137 @@ def _int_param(request: HttpRequest, name: str) -> int | None:
     return value
 
 
-def _bad_request(detail: str) -> JsonResponse:
-    return JsonResponse({"error": "bad_request", "detail": detail}, status=400)
+def status_param(request: HttpRequest) -> str | None:
+    """Return the view asked for: ``status=unread|archived|snoozed`` (or the old aliases
+    ``unread=1`` and the inbox's ``filter=unread``); None is the inbox. ValueError if bad."""
+    status = request.GET.get("status") or None
+    if status is None and (
+        request.GET.get("unread") in {"1", "true"} or request.GET.get("filter") == "unread"
+    ):
+        status = "unread"
+    if status is not None and status not in STATUSES:
+        raise ValueError(status)
+    return status
 
 
-@login_required
-@require_GET
-def api_list(request: HttpRequest) -> JsonResponse:
-    """GET /notifications/api/?unread=1&before=<id>&limit=<n> — the user's notifications."""
+@api_view("GET")
+def api_list(request: HttpRequest) -> HttpResponse:
+    """GET /notifications/api/?status=…&level=…&before=<id>&limit=<n> — one page of a view."""
     try:
         before = _int_param(request, "before")
         limit = _int_param(request, "limit") or DEFAULT_PAGE_SIZE
     except ValueError:
         return _bad_request("before and limit must be positive integers.")
-    page = notification_page(
-        request.user,
-        unread_only=request.GET.get("unread") in {"1", "true"},
-        before=before,
-        limit=limit,
-    )
+    try:
+        status = status_param(request)
+    except ValueError:
+        return _bad_request(f"status must be one of {', '.join(STATUSES)}.")
+    level = request.GET.get("level") or None
+    if level is not None and level not in Level.values:
+        return _bad_request(f"level must be one of {', '.join(Level.values)}.")
+    page = notification_page(request.user, status=status, level=level, before=before, limit=limit)
     return JsonResponse(asdict(page))
 
 
-@login_required
-@require_POST
-def api_read(request: HttpRequest) -> JsonResponse:
-    """POST /notifications/api/read/ with {"ids": [...]} or {"all": true} → {"unread": N}."""
+def _json_body(request: HttpRequest) -> dict[str, Any]:
+    """Return the request's JSON object, or raise ValueError saying what is wrong."""
     try:
         data = json.loads(request.body or b"{}")
-    except (ValueError, RecursionError):
-        return _bad_request("The body must be JSON.")
+    except (ValueError, RecursionError) as exc:
+        raise ValueError("The body must be JSON.") from exc
     if not isinstance(data, dict):
-        return _bad_request("The body must be a JSON object.")
-    if data.get("all") is True:
-        result = deliveries_mark_all_read(request.user)
-    else:
-        try:
-            frame = parse_client_frame(
-                json.dumps({"type": "read", "ids": data.get("ids")}), max_ids=conf.get().MAX_IDS
-            )
-        except FrameError as exc:
-            return _bad_request(exc.detail)
-        result = deliveries_mark_read(request.user, frame.ids)
+        raise ValueError("The body must be a JSON object.")
+    return data
+
+
+def _ids(data: dict[str, Any]) -> tuple[int, ...]:
+    """The body's ``ids``, validated as a socket frame's are (FrameError if bad)."""
+    frame = parse_client_frame(
+        json.dumps({"type": "read", "ids": data.get("ids")}), max_ids=conf.get().MAX_IDS
+    )
+    return frame.ids
+
+
+@api_view("POST")
+def api_read(request: HttpRequest) -> HttpResponse:
+    """POST /notifications/api/read/ with {"ids": [...]} or {"all": true} → {"unread": N}."""
+    try:
+        data = _json_body(request)
+        if data.get("all") is True:
+            result = deliveries_mark_all_read(request.user)
+        else:
+            result = deliveries_mark_read(request.user, _ids(data))
+    except FrameError as exc:
+        return _bad_request(exc.detail)
+    except ValueError as exc:
+        return _bad_request(str(exc))
     tell_other_tabs(request.user.pk, result)
     return JsonResponse({"unread": result.unread})
 
 
-def tell_other_tabs(user_id: UserId, result: ReadResult) -> None:
+def _triage_view(verb: Callable[[Any, tuple[int, ...]], TriageResult]) -> Callable[..., Any]:
+    @api_view("POST")
+    def view(request: HttpRequest) -> HttpResponse:
+        try:
+            result = verb(request.user, _ids(_json_body(request)))
+        except FrameError as exc:
+            return _bad_request(exc.detail)
+        except ValueError as exc:
+            return _bad_request(str(exc))
+        tell_other_tabs(request.user.pk, result)
+        return JsonResponse({"ids": result.ids, "unread": result.unread})
+
+    view.__doc__ = verb.__doc__
+    return view
+
+
+api_archive = _triage_view(deliveries_archive)
+api_unarchive = _triage_view(deliveries_unarchive)
+api_unread = _triage_view(deliveries_mark_unread)
+
+
+@api_view("POST")
+def api_snooze(request: HttpRequest) -> HttpResponse:
+    """POST /notifications/api/snooze/ {"ids": [...], "until": iso} → ids, unread, until.
+
+    A time without an offset is in the user's zone (the ``tz`` cookie, activated by
+    TimezoneMiddleware).
+    """
     try:
-        # At most deadlines.PUSH_SECONDS: a silent Redis must not hold up the answer.
-        push_read(user_id, result)
+        data = _json_body(request)
+        ids = _ids(data)
+        until = parse_snooze_until(data.get("until"))
+    except FrameError as exc:
+        return _bad_request(exc.detail)
+    except ValueError as exc:
+        return _bad_request(str(exc))
+    result = deliveries_snooze(request.user, ids, until)
+    tell_other_tabs(request.user.pk, result)
+    return JsonResponse({"ids": result.ids, "unread": result.unread, "until": until.isoformat()})
+
+
+def api_not_found(request: HttpRequest, rest: str = "") -> HttpResponse:
+    """Any other path under api/: a JSON 404, not the site's HTML page."""
+    return api_error(404, "not_found", f"No API endpoint at {request.path}.")
+
+
+def tell_other_tabs(user_id: UserId, result: ReadResult | TriageResult) -> None:
+    """Push a read or a triage change to every socket of the user; best effort.
+
+    At most ``deadlines.PUSH_SECONDS``: a silent Redis must not hold up the answer. The
+    change is recorded either way; open tabs catch up at their next pong.
+    """
+    if not result.ids:
+        return
+    if isinstance(result, TriageResult):
+        extra = {"until": result.until} if result.until else {}
+        emit(result.kind, user=str(user_id), ids=result.ids, **extra)
+    else:
+        emit("read", user=str(user_id), ids=result.ids)
+    try:
+        if isinstance(result, TriageResult):
+            push_triage(user_id, result)
+        else:
+            push_read(user_id, result)
     except Exception as exc:
-        # The read is recorded; open tabs catch up at their next pong (its unread count).
-        logger.warning("Could not push a read to user %s's sockets (%r)", user_id, exc)
+        logger.warning("Could not push a change to user %s's sockets (%r)", user_id, exc)

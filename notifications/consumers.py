@@ -15,16 +15,25 @@ from redis.exceptions import RedisError
 
 from notifications import conf, events
 from notifications.asyncdb import database_unavailable, db_async
-from notifications.dispatch import apush_read
+from notifications.auth import cookies_from_headers
+from notifications.dispatch import apush_read, apush_triage
 from notifications.events import ClientFrame, FrameError, UserId
 from notifications.fanout import LocalHub, encode_frame, get_hub
 from notifications.handshake_sql import auth_group_ids
+from notifications.middleware import TIMEZONE_COOKIE, zone_from_cookie
+from notifications.observe import aemit
 from notifications.origin import handshake_origin_allowed
 from notifications.selectors import badge_state, missed_since
 from notifications.services import (
+    TriageResult,
+    adeliveries_archive,
     adeliveries_mark_all_read,
     adeliveries_mark_delivered,
     adeliveries_mark_read,
+    adeliveries_mark_seen,
+    adeliveries_mark_unread,
+    adeliveries_snooze,
+    adeliveries_unarchive,
     deliveries_record_in_flight,
 )
 from notifications.throttle import TokenBucket
@@ -221,7 +230,7 @@ class NotificationConsumer(AsyncWebsocketConsumer):
             await self.close(code=CLOSE_TOO_MANY)
             return
         try:
-            frame = events.parse_client_frame(text_data, max_ids=self.max_ids)
+            frame = events.parse_client_frame(text_data, max_ids=self.max_ids, zone=self._zone())
         except FrameError as exc:
             await self.send_json(events.error_frame(exc.code, exc.detail))
             return
@@ -271,8 +280,15 @@ class NotificationConsumer(AsyncWebsocketConsumer):
                 await self.hub.leave(group, self)
         await self.send_json(events.pong_frame(state.last_id, state.unread))
 
+    def _zone(self) -> Any:
+        """The user's time zone (the bell's ``tz`` cookie): a snooze time without an offset
+        is read in it."""
+        cookies = self.scope.get("cookies") or cookies_from_headers(self.scope.get("headers", ()))
+        return zone_from_cookie(cookies.get(TIMEZONE_COOKIE))
+
     async def on_ack(self, frame: ClientFrame) -> None:
-        await adeliveries_mark_delivered(self.user_id, frame.ids)
+        if await adeliveries_mark_delivered(self.user_id, frame.ids):
+            await aemit("delivered", user=str(self.user_id), ids=list(frame.ids))
 
     async def on_read(self, frame: ClientFrame) -> None:
         await self._after_read(await adeliveries_mark_read(self.user_id, frame.ids))
@@ -280,8 +296,44 @@ class NotificationConsumer(AsyncWebsocketConsumer):
     async def on_read_all(self, frame: ClientFrame) -> None:
         await self._after_read(await adeliveries_mark_all_read(self.user_id))
 
+    async def on_seen(self, frame: ClientFrame) -> None:
+        await adeliveries_mark_seen(self.user_id, frame.ids)
+
+    async def on_archive(self, frame: ClientFrame) -> None:
+        await self._after_triage(await adeliveries_archive(self.user_id, frame.ids))
+
+    async def on_unarchive(self, frame: ClientFrame) -> None:
+        await self._after_triage(await adeliveries_unarchive(self.user_id, frame.ids))
+
+    async def on_unread(self, frame: ClientFrame) -> None:
+        await self._after_triage(await adeliveries_mark_unread(self.user_id, frame.ids))
+
+    async def on_snooze(self, frame: ClientFrame) -> None:
+        await self._after_triage(await adeliveries_snooze(self.user_id, frame.ids, frame.until))
+
+    async def _after_triage(self, result: TriageResult) -> None:
+        """Tell every socket of the user (this one too) what changed, as reads are told."""
+        if not result.ids:
+            return
+        extra = {"until": result.until} if result.until else {}
+        await aemit(result.kind, user=str(self.user_id), ids=result.ids, **extra)
+        try:
+            await apush_triage(self.user_id, result)
+            return
+        except (TimeoutError, RedisError, OSError) as exc:
+            logger.warning(
+                "Could not tell the other tabs of user %s about %s: %r",
+                self.user_id,
+                result.kind,
+                exc,
+            )
+        await self.send_json(
+            events.triage_frame(result.kind, result.ids, result.unread, result.until)
+        )
+
     async def _after_read(self, result: Any) -> None:
         if result.ids:
+            await aemit("read", user=str(self.user_id), ids=result.ids)
             # Every socket of the user, this one included, hears it through the user's group.
             try:
                 await apush_read(self.user_id, result)
@@ -308,7 +360,7 @@ class NotificationConsumer(AsyncWebsocketConsumer):
             self.early.append((event, frame))
             return
         kind = event.get("type")
-        if kind in ("notify.created", "notify.read") and frame is not None:
+        if kind in ("notify.created", "notify.read", "notify.state") and frame is not None:
             # Straight to the server's send: this runs once per socket per broadcast, and
             # channels' two send wrappers add nothing here but their cost.
             await self.base_send({"type": "websocket.send", "text": frame})

@@ -32,13 +32,17 @@ from notifications.events import (
     layer_logout_event,
     layer_membership_event,
     layer_read_event,
+    layer_state_event,
     serialize_notification,
     session_group,
+    triage_frame,
     user_group,
 )
 from notifications.models import Audience, Delivery, Notification
 from notifications.services import (
     ReadResult,
+    Returned,
+    TriageResult,
     audience_chunks,
     deliveries_record_audience,
     deliveries_record_chunk,
@@ -227,6 +231,8 @@ def _dispatch_single_user_batch(ids: list[int], now: datetime) -> list[Dispatche
                 pk__in=[row.pk for row in rows if row.pk not in reached_pks]
             ).update(dispatched_at=now, recorded_at=now)
     elapsed_ms = (time.perf_counter() - started) * 1000 / len(rows)
+    for row in rows:
+        row.dispatched_at = now  # as saved above: the frames show the arrival time
     return [
         Dispatched(
             id=row.pk,
@@ -352,6 +358,24 @@ def due_notification_ids(limit: int = 500) -> list[int]:
     return list(Notification.objects.due().order_by("id").values_list("id", flat=True)[:limit])
 
 
+def next_expiry_after(moment: datetime) -> datetime | None:
+    """Return the first expiry of a dispatched notification after ``moment``, or None."""
+    return Notification.objects.filter(
+        dispatched_at__isnull=False, expires_at__gt=moment
+    ).aggregate(next=Min("expires_at"))["next"]
+
+
+def expired_between(start: datetime, end: datetime, limit: int = 500) -> list[int]:
+    """Return dispatched notifications whose expiry lies in ``(start, end]``, in that order."""
+    return list(
+        Notification.objects.filter(
+            dispatched_at__isnull=False, expires_at__gt=start, expires_at__lte=end
+        )
+        .order_by("expires_at", "id")
+        .values_list("id", flat=True)[:limit]
+    )
+
+
 def next_scheduled_at() -> datetime | None:
     """Return when the next scheduled notification falls due, or None."""
     return (
@@ -384,6 +408,41 @@ async def apush_read(
     group = user_group(user_id)
     async with asyncio.timeout(deadlines.PUSH_SECONDS):
         await layer.group_send(group, layer_read_event(result.ids, result.unread, group))
+
+
+async def apush_triage(
+    user_id: UserId,
+    result: TriageResult,
+    layer: BaseChannelLayer | None = None,
+) -> None:
+    """Tell every socket of the user what a triage verb changed (``archived``, ``snoozed``…).
+
+    Raises ``TimeoutError`` after ``deadlines.PUSH_SECONDS`` of a silent Redis: the change
+    is recorded, and the other tabs catch up at their next pong (its unread count) or sync.
+    """
+    if not result.ids:
+        return
+    layer = layer or get_channel_layer()
+    group = user_group(user_id)
+    frame = triage_frame(result.kind, result.ids, result.unread, result.until)
+    async with asyncio.timeout(deadlines.PUSH_SECONDS):
+        await layer.group_send(group, layer_state_event(frame, group))
+
+
+async def apush_returned(returned: list[Returned], layer: BaseChannelLayer | None = None) -> None:
+    """Push each snooze that came back to its user, as a new notification (toast and all).
+
+    Bounded per batch (``deadlines.group_send_all``); a lost push is found by the bell's
+    next pong, whose unread count has grown.
+    """
+    if not returned:
+        return
+    layer = layer or get_channel_layer()
+    sends = []
+    for item in returned:
+        group = user_group(item.user_id)
+        sends.append((group, layer_created_event(serialize_notification(item.notification), group)))
+    await deadlines.group_send_all(layer, sends)
 
 
 async def apush_membership_changed(user_id: UserId, layer: BaseChannelLayer | None = None) -> None:
@@ -429,6 +488,7 @@ async def apush_logout(session_key: str, layer: BaseChannelLayer | None = None) 
 # The request paths' twins. Each async call carries its deadline, so none of these can hang
 # a request thread on a silent Redis.
 push_read = async_to_sync(apush_read)
+push_triage = async_to_sync(apush_triage)
 push_logout = async_to_sync(apush_logout)
 push_membership_changed = async_to_sync(apush_membership_changed)
 push_memberships_changed = async_to_sync(apush_memberships_changed)

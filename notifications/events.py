@@ -7,10 +7,12 @@ import json
 import re
 import uuid
 from dataclasses import dataclass
+from datetime import datetime, timedelta, tzinfo
 from typing import Any, Literal, TypeAlias, TypedDict
 
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
+from django.utils import timezone as dj_timezone
 
 from notifications.models import Notification
 from notifications.validators import validate_notification_url
@@ -29,7 +31,10 @@ class SerializedNotification(TypedDict):
     level: str
     url: str
     created_at: str
+    dispatched_at: str | None
     read: bool
+    archived: bool
+    snoozed_until: str | None
 
 
 class PubSubMessage(TypedDict):
@@ -49,11 +54,13 @@ class ProbeMessage(TypedDict):
 
 @dataclass(frozen=True)
 class PubSubEvent:
-    """A parsed pub/sub message: a notification ``created`` (``id``) or a ``probe`` (``nonce``)."""
+    """A parsed pub/sub message: a notification ``created`` (``id``), a ``probe``
+    (``nonce``), or a ``wake`` (``at``: something falls due then, e.g. a snooze's end)."""
 
-    event: Literal["created", "probe"]
+    event: Literal["created", "probe", "wake"]
     id: int | None = None
     nonce: str | None = None
+    at: datetime | None = None
 
 
 class EventError(ValueError):
@@ -84,6 +91,14 @@ def build_probe_message(nonce: str) -> str:
     return json.dumps(message, separators=(",", ":"))
 
 
+def build_wake_message(at: datetime) -> str:
+    """Return the PUBLISH payload asking listeners to wake at ``at`` (a snooze ends then)."""
+    return json.dumps(
+        {"v": PUBSUB_VERSION, "event": "wake", "id": None, "at": at.isoformat()},
+        separators=(",", ":"),
+    )
+
+
 def parse_pubsub_event(data: bytes | str) -> PubSubEvent:
     """Return what a pub/sub payload says (created or probe), or raise EventError.
 
@@ -102,6 +117,18 @@ def parse_pubsub_event(data: bytes | str) -> PubSubEvent:
         if not isinstance(nonce, str) or not 0 < len(nonce) <= 64:
             raise EventError(f"bad probe nonce {nonce!r}")
         return PubSubEvent("probe", nonce=nonce)
+    if isinstance(message, dict) and message.get("event") == "wake":
+        version = message.get("v")
+        if type(version) is not int or version != PUBSUB_VERSION:
+            raise EventError(f"unsupported version {version!r}")
+        raw = message.get("at")
+        try:
+            at = datetime.fromisoformat(raw) if isinstance(raw, str) and len(raw) <= 64 else None
+        except ValueError:
+            at = None
+        if at is None or dj_timezone.is_naive(at):
+            raise EventError(f"bad wake time {raw!r}")
+        return PubSubEvent("wake", at=at)
     return PubSubEvent("created", id=parse_pubsub_message(data))
 
 
@@ -131,9 +158,18 @@ def parse_pubsub_message(data: bytes | str) -> int:
 
 
 def serialize_notification(
-    notification: Notification, *, read: bool = False
+    notification: Notification,
+    *,
+    read: bool = False,
+    archived: bool = False,
+    snoozed_until: datetime | None = None,
 ) -> SerializedNotification:
-    """Return a notification as every client sees it (socket frames and the JSON API)."""
+    """Return a notification as every client sees it (socket frames and the JSON API).
+
+    ``dispatched_at`` is when it reached its users: lists are in that order and show that
+    time (a scheduled notification is created long before it arrives).
+    """
+    dispatched = notification.dispatched_at
     return {
         "id": notification.pk,
         "title": notification.title,
@@ -141,7 +177,10 @@ def serialize_notification(
         "level": notification.level,
         "url": safe_link(notification.url),
         "created_at": notification.created_at.isoformat(),
+        "dispatched_at": dispatched.isoformat() if dispatched else None,
         "read": read,
+        "archived": archived,
+        "snoozed_until": snoozed_until.isoformat() if snoozed_until else None,
     }
 
 
@@ -177,6 +216,22 @@ def read_frame(ids: list[int], unread: int) -> dict[str, Any]:
     return {"type": "read", "ids": ids, "unread": unread}
 
 
+# The triage frames, each sent to every socket of the user after a change.
+TRIAGE_FRAME_TYPES = ("archived", "unarchived", "unread", "snoozed")
+
+
+def triage_frame(
+    kind: str, ids: list[int], unread: int, until: datetime | None = None
+) -> dict[str, Any]:
+    """``archived`` / ``unarchived`` / ``unread`` / ``snoozed`` (with ``until``) for ``ids``."""
+    if kind not in TRIAGE_FRAME_TYPES:
+        raise ValueError(f"not a triage frame: {kind!r}")
+    frame: dict[str, Any] = {"type": kind, "ids": ids, "unread": unread}
+    if kind == "snoozed":
+        frame["until"] = until.isoformat() if until else None
+    return frame
+
+
 def pong_frame(last_id: int | None = None, unread: int | None = None) -> dict[str, Any]:
     """Answer a ping with the newest delivered id and the unread count.
 
@@ -195,18 +250,75 @@ def error_frame(code: str, detail: str) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class ClientFrame:
-    """A validated client frame: ``ids`` for ack/read, ``since`` for sync."""
+    """A validated client frame: ``ids`` for the id verbs, ``since`` for sync, ``until``
+    for snooze (aware; see ``parse_snooze_until``)."""
 
-    type: Literal["ack", "read", "read_all", "sync", "ping"]
+    type: Literal[
+        "ack",
+        "read",
+        "read_all",
+        "sync",
+        "ping",
+        "archive",
+        "unarchive",
+        "unread",
+        "snooze",
+        "seen",
+    ]
     ids: tuple[int, ...] = ()
     since: int | None = None
+    until: datetime | None = None
 
 
-CLIENT_TYPES = ("ack", "read", "read_all", "sync", "ping")
+CLIENT_TYPES = (
+    "ack",
+    "read",
+    "read_all",
+    "sync",
+    "ping",
+    "archive",
+    "unarchive",
+    "unread",
+    "snooze",
+    "seen",
+)
+# The frames that carry a list of the user's notification ids and nothing else.
+ID_FRAME_TYPES = ("ack", "read", "archive", "unarchive", "unread", "seen")
+# How far ahead a snooze may go: further is a typo, not a plan.
+MAX_SNOOZE = timedelta(days=366)
 
 
-def parse_client_frame(text: str | None, *, max_ids: int) -> ClientFrame:
-    """Validate one text frame from a browser; raise FrameError saying what is wrong."""
+def parse_snooze_until(
+    value: Any, *, now: datetime | None = None, default_zone: tzinfo | None = None
+) -> datetime:
+    """Return a snooze's end as an aware datetime, or raise FrameError saying why not.
+
+    ISO 8601; a time without an offset is read in ``default_zone`` (the user's, from the
+    ``tz`` cookie) or, without one, in the active zone. It must lie ahead, within a year.
+    """
+    if not isinstance(value, str) or len(value) > 64:
+        raise FrameError("invalid_until", '"until" must be an ISO 8601 date and time.')
+    try:
+        until = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise FrameError("invalid_until", '"until" must be an ISO 8601 date and time.') from exc
+    if dj_timezone.is_naive(until):
+        until = dj_timezone.make_aware(until, default_zone or dj_timezone.get_current_timezone())
+    now = now or dj_timezone.now()
+    if until <= now:
+        raise FrameError("invalid_until", '"until" must be in the future.')
+    if until > now + MAX_SNOOZE:
+        raise FrameError("invalid_until", '"until" may be at most a year ahead.')
+    return until
+
+
+def parse_client_frame(
+    text: str | None, *, max_ids: int, zone: tzinfo | None = None
+) -> ClientFrame:
+    """Validate one text frame from a browser; raise FrameError saying what is wrong.
+
+    ``zone`` reads a snooze's ``until`` that has no offset (the user's time zone).
+    """
     if text is None:
         raise FrameError("binary_frame", "Send JSON text frames, not binary ones.")
     try:
@@ -222,8 +334,13 @@ def parse_client_frame(text: str | None, *, max_ids: int) -> ClientFrame:
         raise FrameError(
             "unknown_type", f"Unknown type; expected one of {', '.join(CLIENT_TYPES)}."
         )
-    if frame_type in ("ack", "read"):
+    if frame_type in ID_FRAME_TYPES:
         return ClientFrame(frame_type, ids=_parse_ids(data.get("ids"), max_ids))
+    if frame_type == "snooze":
+        ids = _parse_ids(data.get("ids"), max_ids)
+        return ClientFrame(
+            "snooze", ids=ids, until=parse_snooze_until(data.get("until"), default_zone=zone)
+        )
     if frame_type == "sync":
         since = data.get("since")
         if since is not None and not (_is_id(since) or (type(since) is int and since == 0)):
@@ -258,6 +375,11 @@ def layer_created_event(notification: SerializedNotification, group: str) -> dic
 
 def layer_read_event(ids: list[int], unread: int, group: str) -> dict[str, Any]:
     return {"type": "notify.read", "group": group, "ids": ids, "unread": unread}
+
+
+def layer_state_event(frame: dict[str, Any], group: str) -> dict[str, Any]:
+    """Carry a user's triage frame (``triage_frame``) to the sockets in ``group``."""
+    return {"type": "notify.state", "group": group, "frame": frame}
 
 
 def layer_logout_event(group: str) -> dict[str, Any]:

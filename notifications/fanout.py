@@ -392,6 +392,8 @@ def encode_frame(event: dict[str, Any]) -> str | None:
         frame = events.notification_frame(event["notification"])
     elif event["type"] == "notify.read":
         frame = events.read_frame(event["ids"], event["unread"])
+    elif event["type"] == "notify.state":
+        frame = event["frame"]
     else:
         return None
     return json.dumps(frame, separators=(",", ":"))

@@ -32,11 +32,14 @@ def _badge_sql(alias: str) -> str:
     user = _column(Delivery, "user", qn)
     to_notification = _column(Delivery, "notification", qn)
     expires = _column(Notification, "expires_at", qn)
+    snoozed = _column(Delivery, "snoozed_until", qn)
     return (
         f"SELECT (SELECT COUNT(*) FROM {delivery} d INNER JOIN {notification} n"  # noqa: S608
         f" ON d.{to_notification} = n.{_column(Notification, 'id', qn)}"
         f" WHERE d.{user} = %s AND d.{_column(Delivery, 'state', qn)} IN (%s, %s)"
-        f" AND (n.{expires} IS NULL OR n.{expires} > %s)),"
+        f" AND (n.{expires} IS NULL OR n.{expires} > %s)"
+        f" AND d.{_column(Delivery, 'archived_at', qn)} IS NULL"
+        f" AND (d.{snoozed} IS NULL OR d.{snoozed} <= %s)),"
         f" (SELECT d.{to_notification} FROM {delivery} d WHERE d.{user} = %s"
         f" ORDER BY d.{_column(Delivery, 'id', qn)} DESC LIMIT 1)"
     )
@@ -48,7 +51,10 @@ def _prep(model: type, field: str, value: UserId, connection: object) -> object:
 
 
 def badge_state(user_id: UserId, now: datetime | None = None) -> tuple[int, int | None]:
-    """Return (unread live notifications, notification id of the newest Delivery).
+    """Return (unread notifications in the bell, notification id of the newest Delivery).
+
+    Unread in the bell: not read, not expired, not archived, not snoozed (a snooze that has
+    come due counts again, as ``Delivery.objects.unread()`` has it).
 
     "Newest" is dispatch order (the Delivery row's id), not notification id order: a
     scheduled notification has an old id and is dispatched late. A client that does not
@@ -58,7 +64,7 @@ def badge_state(user_id: UserId, now: datetime | None = None) -> tuple[int, int 
     connection = connections[alias]
     moment = connection.ops.adapt_datetimefield_value(now or timezone.now())
     user = _prep(Delivery, "user", user_id, connection)
-    params = [user, DeliveryState.PENDING.value, DeliveryState.DELIVERED.value, moment]
+    params = [user, DeliveryState.PENDING.value, DeliveryState.DELIVERED.value, moment, moment]
     with connection.cursor() as cursor:
         cursor.execute(_badge_sql(alias), [*params, user])
         unread, last_id = cursor.fetchone()

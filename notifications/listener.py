@@ -30,15 +30,20 @@ from notifications.asyncdb import (
 from notifications.dispatch import (
     Dispatched,
     afan_out,
+    apush_returned,
     claim_broadcast,
     dispatch_one_user_batch,
     due_notification_ids,
+    expired_between,
+    next_expiry_after,
     next_scheduled_at,
     record_broadcast,
     unrecorded_notification_ids,
 )
 from notifications.events import EventError, build_probe_message, parse_pubsub_event
 from notifications.models import Notification
+from notifications.observe import aemit
+from notifications.services import deliveries_return_snoozed, next_snooze_due_at
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +86,8 @@ class NotificationListener:
         self._stop: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._next_scheduled: float | None = None
+        # Expiries up to this moment have been announced (older ones are not news).
+        self._expiry_seen_until = timezone.now()
         # A database outage (see _database_failed): when it began, when to try again (the
         # loop's next sweep), and the back-off after that; all None/minimal while it answers.
         self._db_down_since: float | None = None
@@ -351,6 +358,11 @@ class NotificationListener:
             except EventError as exc:
                 logger.warning("Ignoring a malformed message on %r: %s", self.settings.CHANNEL, exc)
                 continue
+            if event.event == "wake":
+                # A snooze ends then: bring it back on time, not a sweep later.
+                assert event.at is not None  # noqa: S101 - a wake event always has one
+                self._plan_at(event.at)
+                continue
             if event.event == "probe":
                 # Ours proves the subscription receives; another listener's means nothing here.
                 if event.nonce == self._probe_nonce:
@@ -405,6 +417,7 @@ class NotificationListener:
         await self._push(results)
         for result in results:
             self._log(result)
+            await self._observe(result)
             if self.on_dispatched:
                 self.on_dispatched(result)
         self.dispatched_total += len(results)
@@ -451,6 +464,7 @@ class NotificationListener:
             (time.perf_counter() - pushed_at) * 1000,
         )
         self._log(claimed)
+        await self._observe(claimed)
         if self.on_dispatched:
             self.on_dispatched(claimed)
         self.dispatched_total += 1
@@ -536,6 +550,8 @@ class NotificationListener:
                 if len(ids) < BATCH_SIZE:
                     break
             await self._record_leftovers()
+            await self._return_snoozed()
+            await self._announce_expired()
             await self._plan_next_scheduled()
         except django_db.Error as exc:
             self._database_failed(exc, "sweeping")
@@ -649,8 +665,41 @@ class NotificationListener:
         async with self._record_slot or contextlib.nullcontext():
             await self._record(notification_id)
 
+    async def _return_snoozed(self) -> None:
+        """Push the snoozes that have come due to their users, as new notifications."""
+        while True:
+            returned = await db_async_discarding(deliveries_return_snoozed)(None, BATCH_SIZE)
+            if not returned:
+                return
+            try:
+                await asyncio.wait_for(apush_returned(returned, self.layer), FAN_OUT_TIMEOUT)
+            except Exception as exc:
+                # The rows are back (unread, counted): the bell's next pong shows them.
+                logger.error("Pushing %d returned snooze(s) failed: %r", len(returned), exc)
+            by_user: dict[str, list[int]] = {}
+            for item in returned:
+                by_user.setdefault(str(item.user_id), []).append(item.notification.pk)
+            for user, ids in by_user.items():
+                await aemit("returned", user=user, ids=ids)
+            logger.info(
+                "Brought back %d snoozed notification(s) for %d user(s)",
+                len(returned),
+                len(by_user),
+            )
+            if len(returned) < BATCH_SIZE:
+                return
+
+    async def _announce_expired(self) -> None:
+        """Say which notifications expired since the last look (for watch_notifications)."""
+        now = timezone.now()
+        ids = await db_async_discarding(expired_between)(self._expiry_seen_until, now)
+        self._expiry_seen_until = now
+        for notification_id in ids:
+            await aemit("expired", id=notification_id)
+
     async def _plan_next_scheduled(self) -> None:
-        when = await db_async_discarding(next_scheduled_at)()
+        """Plan the next wake-up: a scheduled notification, a snooze's end, an expiry."""
+        when = await db_async_discarding(_next_wake_at)(self._expiry_seen_until)
         self._next_scheduled = None
         if when is not None:
             self._plan_at(when)
@@ -660,6 +709,16 @@ class NotificationListener:
         at = time.monotonic() + max(0.0, (when - timezone.now()).total_seconds())
         if self._next_scheduled is None or at < self._next_scheduled:
             self._next_scheduled = at
+
+    async def _observe(self, result: Dispatched) -> None:
+        """Tell watch_notifications (when one runs: otherwise this costs nothing)."""
+        if not result.expired:
+            await aemit(
+                "dispatched",
+                id=result.id,
+                audience=result.audience,
+                recipients=result.recipient_count,
+            )
 
     def _log(self, result: Dispatched) -> None:
         if result.expired:
@@ -693,6 +752,12 @@ def _claim_batch(ids: list[int]) -> tuple[list[Dispatched], list[int], dict[int,
             .values_list("pk", "publish_at")
         )
     return results, others, scheduled
+
+
+def _next_wake_at(expiry_seen_until: datetime) -> datetime | None:
+    """The first of: a scheduled notification due, a snooze ending, an expiry (one trip)."""
+    moments = [next_scheduled_at(), next_snooze_due_at(), next_expiry_after(expiry_seen_until)]
+    return min((moment for moment in moments if moment is not None), default=None)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from datetime import datetime
 
 import redis
 from django.db import transaction
@@ -12,7 +13,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from notifications import conf, redis_clients
-from notifications.events import build_created_message
+from notifications.events import build_created_message, build_wake_message
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +61,29 @@ def _publish_now_unsafe(notification_id: int) -> bool:
             settings.CHANNEL,
             notification_id,
         )
+    return True
+
+
+def publish_wake_on_commit(at: datetime, using: str | None = None) -> None:
+    """Ask the listeners, once the transaction commits, to wake at ``at`` (a snooze's end).
+
+    Best effort, like every publish: a lost message costs lateness, not the snooze — the
+    listener's sweep plans its next wake-up from the database too.
+    """
+    transaction.on_commit(lambda: _publish_wake_now(at), using=using)
+
+
+def _publish_wake_now(at: datetime) -> bool:
+    global _skip_until
+    settings = conf.get()
+    if time.monotonic() < _skip_until:
+        return False
+    try:
+        _get_client().publish(settings.CHANNEL, build_wake_message(at))
+    except redis.RedisError as exc:
+        _skip_until = time.monotonic() + settings.PUBLISH_BACKOFF
+        logger.warning("Could not announce a wake-up at %s (%s); the sweep plans it", at, exc)
+        return False
     return True
 
 

@@ -12,7 +12,7 @@ from django.utils import timezone
 from notifications import conf, handshake_sql
 from notifications.asyncdb import db_async
 from notifications.events import SerializedNotification, serialize_notification
-from notifications.models import Delivery, DeliveryState
+from notifications.models import UNREAD_STATES, Delivery, DeliveryState
 
 
 def _user_rows(user: AbstractBaseUser | Any) -> Any:
@@ -25,7 +25,61 @@ def unread_count(user: AbstractBaseUser | Any) -> int:
 
 
 def _serialize(delivery: Delivery) -> SerializedNotification:
-    return serialize_notification(delivery.notification, read=delivery.state == DeliveryState.READ)
+    return serialize_notification(
+        delivery.notification,
+        read=delivery.state == DeliveryState.READ,
+        archived=delivery.archived_at is not None,
+        snoozed_until=delivery.snoozed_until,
+    )
+
+
+# The views every list shares (the inbox page's tabs, the API's ``status=``): the default
+# (None) is the inbox — neither archived nor snoozed — and "unread" its unread part.
+STATUSES = ("unread", "archived", "snoozed")
+
+
+def rows_in_status(rows: Any, status: str | None, level: str | None = None) -> Any:
+    """Filter a user's Delivery rows to one view, and to one level if given."""
+    if status is None:
+        rows = rows.in_bell()
+    elif status == "unread":
+        rows = rows.unread()
+    elif status == "archived":
+        rows = rows.archived()
+    elif status == "snoozed":
+        rows = rows.snoozed()
+    else:
+        raise ValueError(f"unknown status {status!r}")
+    if level is not None:
+        rows = rows.filter(notification__level=level)
+    return rows
+
+
+def _position(user: Any, notification_id: int) -> int | None:
+    """Return the dispatch position (Delivery id) of a notification in the user's lists."""
+    return (
+        Delivery.objects.filter(user=user, notification_id=notification_id)
+        .values_list("id", flat=True)
+        .first()
+    )
+
+
+def _older_than(rows: Any, user: Any, notification_id: int) -> Any:
+    """Rows that arrived before the user's row of ``notification_id`` (keyset cursor).
+
+    An id that is not the user's falls back to notification ids below it.
+    """
+    position = _position(user, notification_id)
+    if position is None:
+        return rows.filter(notification_id__lt=notification_id)
+    return rows.filter(id__lt=position)
+
+
+def _newer_than(rows: Any, user: Any, notification_id: int) -> Any:
+    position = _position(user, notification_id)
+    if position is None:
+        return rows.filter(notification_id__gt=notification_id)
+    return rows.filter(id__gt=position)
 
 
 @dataclass(frozen=True)
@@ -40,18 +94,24 @@ class Page:
 def notification_page(
     user: AbstractBaseUser | Any,
     *,
+    status: str | None = None,
+    level: str | None = None,
     unread_only: bool = False,
     before: int | None = None,
     limit: int = 20,
 ) -> Page:
-    """Return a page of the user's notifications, newest first, cursor-paginated by id."""
+    """Return a page of the user's notifications in one view, newest arrival first.
+
+    Keyset-paginated in dispatch order; ``before`` and ``next`` are notification ids.
+    ``unread_only`` is the old name of ``status="unread"``.
+    """
+    if unread_only and status is None:
+        status = "unread"
     limit = max(1, min(limit, conf.get().MAX_SYNC))
-    rows = _user_rows(user)
-    if unread_only:
-        rows = rows.unread()
+    rows = rows_in_status(_user_rows(user), status, level)
     if before is not None:
-        rows = rows.filter(notification_id__lt=before)
-    batch = list(rows.order_by("-notification_id")[: limit + 1])
+        rows = _older_than(rows, user, before)
+    batch = list(rows.order_by("-id")[: limit + 1])
     has_more = len(batch) > limit
     batch = batch[:limit]
     return Page(
@@ -84,7 +144,8 @@ def missed_since(user: AbstractBaseUser | Any, since: int | None) -> Missed:
     """
     settings = conf.get()
     limit = settings.MAX_SYNC
-    rows = _user_rows(user)
+    # What the bell lists: archived and snoozed rows are not in it.
+    rows = _user_rows(user).in_bell()
     if since is None:
         batch = list(rows.order_by("-id")[:limit])
         batch.reverse()
@@ -217,20 +278,39 @@ def notification_delivery_stats(notification_id: int) -> DeliveryStats:
 
 @dataclass(frozen=True)
 class InboxPage:
-    """One page of the inbox, newest first, with cursors both ways.
+    """One page of the inbox, newest arrival first, with cursors both ways.
 
-    ``older`` goes in ``before=`` and ``newer`` in ``after=``; None means no page that way.
+    ``older`` goes in ``before=`` and ``newer`` in ``after=`` (notification ids); None
+    means no page that way. ``counts`` holds each view's size: unread, archived, snoozed.
     """
 
     unread: int
     deliveries: list[Delivery]
     older: int | None
     newer: int | None
+    counts: dict[str, int]
+
+
+def inbox_counts(user: AbstractBaseUser | Any) -> dict[str, int]:
+    """Return how many of the user's live rows are unread, archived and snoozed: one query."""
+    from django.db.models import Count, Q
+
+    now = timezone.now()
+    in_bell = Q(archived_at__isnull=True) & (
+        Q(snoozed_until__isnull=True) | Q(snoozed_until__lte=now)
+    )
+    return Delivery.objects.for_user(user).aggregate(
+        unread=Count("pk", filter=in_bell & Q(state__in=UNREAD_STATES)),
+        archived=Count("pk", filter=Q(archived_at__isnull=False)),
+        snoozed=Count("pk", filter=Q(archived_at__isnull=True, snoozed_until__gt=now)),
+    )
 
 
 def inbox_page(
     user: AbstractBaseUser | Any,
     *,
+    status: str | None = None,
+    level: str | None = None,
     unread_only: bool = False,
     before: int | None = None,
     after: int | None = None,
@@ -238,33 +318,29 @@ def inbox_page(
 ) -> InboxPage:
     """Return a page of the user's live deliveries (notification loaded), newest first.
 
-    Keyset pagination by notification id: ``before`` walks to older rows, ``after`` back to
-    newer ones; a page stays stable while new notifications arrive.
+    Keyset pagination in dispatch (arrival) order: ``before`` walks to older rows,
+    ``after`` back to newer ones; a page stays stable while new notifications arrive.
+    ``unread_only`` is the old name of ``status="unread"``.
     """
-    rows = _user_rows(user)
-    if unread_only:
-        rows = rows.unread()
+    if unread_only and status is None:
+        status = "unread"
+    rows = rows_in_status(_user_rows(user), status, level)
     if after is not None and before is None:
-        newer_rows = rows.filter(notification_id__gt=after).order_by("notification_id")
-        batch = list(newer_rows[: limit + 1])
+        batch = list(_newer_than(rows, user, after).order_by("id")[: limit + 1])
         has_newer = len(batch) > limit
         batch = batch[:limit][::-1]
-        has_older = bool(batch) and (
-            rows.filter(notification_id__lt=batch[-1].notification_id).exists()
-        )
+        has_older = bool(batch) and rows.filter(id__lt=batch[-1].id).exists()
     else:
-        older_rows = rows if before is None else rows.filter(notification_id__lt=before)
-        batch = list(older_rows.order_by("-notification_id")[: limit + 1])
+        older_rows = rows if before is None else _older_than(rows, user, before)
+        batch = list(older_rows.order_by("-id")[: limit + 1])
         has_older = len(batch) > limit
         batch = batch[:limit]
-        has_newer = (
-            before is not None
-            and bool(batch)
-            and rows.filter(notification_id__gt=batch[0].notification_id).exists()
-        )
+        has_newer = before is not None and bool(batch) and rows.filter(id__gt=batch[0].id).exists()
+    counts = inbox_counts(user)
     return InboxPage(
-        unread=unread_count(user),
+        unread=counts["unread"],
         deliveries=batch,
         older=batch[-1].notification_id if has_older else None,
         newer=batch[0].notification_id if has_newer else None,
+        counts=counts,
     )

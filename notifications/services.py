@@ -366,9 +366,187 @@ def _mark_read(rows: Any) -> None:
     rows.update(state=DeliveryState.READ, read_at=now)
 
 
+# ---- triage: Done, snooze, mark unread, seen ----------------------------------------------
+
+
+@dataclass(frozen=True)
+class TriageResult:
+    """What a triage verb changed: ``kind`` names the frame the user's sockets get
+    (``archived`` / ``unarchived`` / ``unread`` / ``snoozed``), ``until`` a snooze's end."""
+
+    kind: str
+    ids: list[int]
+    unread: int
+    until: datetime | None = None
+
+
+def _triage(
+    user: Any, ids: Iterable[int], kind: str, select: Any, change: dict[str, Any]
+) -> TriageResult:
+    """Apply ``change`` to the user's rows among ``ids`` that ``select`` picks; count after.
+
+    Ids that are not the user's change nothing and are not named in the answer. A broadcast
+    pushed but not recorded yet gets its row first (as a read does), so a Done clicked in
+    that window is not lost.
+    """
+    ids = _unique_ids(ids)
+    changed: list[int] = []
+    if ids:
+        with transaction.atomic():
+            rows = select(Delivery.objects.filter(user=user, notification_id__in=ids))
+            changed = sorted(rows.values_list("notification_id", flat=True))
+            if len(changed) < len(ids) and deliveries_record_in_flight(user, ids):
+                changed = sorted(rows.values_list("notification_id", flat=True))
+            if changed:
+                mine = Delivery.objects.filter(user=user, notification_id__in=changed)
+                mine.update(**change)
+                if kind == "unread":
+                    _make_unread(mine)
+    return TriageResult(
+        kind=kind, ids=changed, unread=unread_count(user), until=change.get("snoozed_until")
+    )
+
+
+def deliveries_archive(user: AbstractBaseUser | Any, ids: Iterable[int]) -> TriageResult:
+    """Mark the user's ``ids`` Done: out of the bell and the unread count, kept in Archived.
+
+    Done ends a snooze too: it will not come back.
+    """
+    return _triage(
+        user,
+        ids,
+        "archived",
+        lambda rows: rows.filter(archived_at__isnull=True),
+        {"archived_at": timezone.now(), "snoozed_until": None},
+    )
+
+
+def deliveries_unarchive(user: AbstractBaseUser | Any, ids: Iterable[int]) -> TriageResult:
+    """Move the user's archived ``ids`` back to the inbox, read or unread as they were."""
+    return _triage(
+        user,
+        ids,
+        "unarchived",
+        lambda rows: rows.filter(archived_at__isnull=False),
+        {"archived_at": None},
+    )
+
+
+def deliveries_mark_unread(user: AbstractBaseUser | Any, ids: Iterable[int]) -> TriageResult:
+    """Make the user's ``ids`` unread again, back in the bell: out of Archived, unsnoozed.
+
+    A read row goes back to delivered (a browser had it: the read proves it), so the
+    delivery stats keep what happened.
+    """
+    from django.db.models import Q
+
+    return _triage(
+        user,
+        ids,
+        "unread",
+        lambda rows: rows.filter(
+            Q(state=DeliveryState.READ)
+            | Q(archived_at__isnull=False)
+            | Q(snoozed_until__isnull=False)
+        ),
+        {"archived_at": None, "snoozed_until": None},
+    )
+
+
+def _make_unread(rows: Any) -> None:
+    """Read rows become delivered-unread (a browser had them); pending ones stay pending."""
+    rows.filter(state=DeliveryState.READ).update(state=DeliveryState.DELIVERED, read_at=None)
+
+
+def deliveries_snooze(
+    user: AbstractBaseUser | Any, ids: Iterable[int], until: datetime
+) -> TriageResult:
+    """Snooze the user's ``ids`` until ``until``: out of the bell and the count till then.
+
+    The listeners are told to wake at ``until`` (after commit), when the rows come back as
+    if new (``deliveries_return_snoozed``). Archived rows stay Done.
+    """
+    from notifications.publisher import publish_wake_on_commit
+
+    if timezone.is_naive(until):
+        raise ValueError("until must be an aware datetime")
+    with transaction.atomic():
+        result = _triage(
+            user,
+            ids,
+            "snoozed",
+            lambda rows: rows.filter(archived_at__isnull=True),
+            {"snoozed_until": until},
+        )
+        if result.ids:
+            publish_wake_on_commit(until)
+    return result
+
+
+def deliveries_mark_seen(user: AbstractBaseUser | Any, ids: Iterable[int]) -> int:
+    """Record that ``ids`` were on the user's screen (an open list, a toast); first time only."""
+    ids = _unique_ids(ids)
+    if not ids:
+        return 0
+    return Delivery.objects.filter(user=user, notification_id__in=ids, seen_at__isnull=True).update(
+        seen_at=timezone.now()
+    )
+
+
+@dataclass(frozen=True)
+class Returned:
+    """A snoozed row that came due: whose, and which notification (loaded)."""
+
+    user_id: UserId
+    notification: Notification
+
+
+def deliveries_return_snoozed(now: datetime | None = None, limit: int = 500) -> list[Returned]:
+    """Bring back the snoozes that have come due, oldest first; each row exactly once.
+
+    The row's snooze is cleared and it becomes unread ("as if new"); the caller pushes each
+    one to its user. Several listeners may call this at once: on PostgreSQL the rows are
+    taken ``FOR UPDATE SKIP LOCKED`` (one listener each), on SQLite the write lock of the
+    IMMEDIATE transaction orders them. Expired notifications come back to no one.
+    """
+    now = now or timezone.now()
+    with transaction.atomic():
+        due = Delivery.objects.filter(snoozed_until__isnull=False, snoozed_until__lte=now)
+        due = due.order_by("snoozed_until", "id")
+        if connections[Delivery.objects.db].vendor == "postgresql":
+            due = due.select_for_update(skip_locked=True, of=("self",))
+        rows = list(due.select_related("notification")[:limit])
+        if not rows:
+            return []
+        # Every due row is cleared, even one that comes back to no one (expired, or a
+        # stray archived one): a snooze left in the past would wake the listener for ever.
+        picked = [row.pk for row in rows]
+        Delivery.objects.filter(pk__in=picked).update(snoozed_until=None)
+        _make_unread(Delivery.objects.filter(pk__in=picked, archived_at__isnull=True))
+        return [
+            Returned(row.user_id, row.notification)
+            for row in rows
+            if row.archived_at is None and not row.notification.expired_by(now)
+        ]
+
+
+def next_snooze_due_at() -> datetime | None:
+    """Return when the next snooze ends (None: nothing snoozed)."""
+    from django.db.models import Min
+
+    return Delivery.objects.filter(snoozed_until__isnull=False).aggregate(
+        next=Min("snoozed_until")
+    )["next"]
+
+
 adeliveries_mark_delivered = db_async(deliveries_mark_delivered)
 adeliveries_mark_read = db_async(deliveries_mark_read)
 adeliveries_mark_all_read = db_async(deliveries_mark_all_read)
+adeliveries_archive = db_async(deliveries_archive)
+adeliveries_unarchive = db_async(deliveries_unarchive)
+adeliveries_mark_unread = db_async(deliveries_mark_unread)
+adeliveries_snooze = db_async(deliveries_snooze)
+adeliveries_mark_seen = db_async(deliveries_mark_seen)
 
 
 # ---- the admin's actions ------------------------------------------------------------------

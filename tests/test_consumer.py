@@ -300,7 +300,10 @@ async def test_sync_returns_what_was_missed_oldest_first_and_only_the_users():
         "level",
         "url",
         "created_at",
+        "dispatched_at",
         "read",
+        "archived",
+        "snoozed_until",
     }
     await communicator.send_json_to({"type": "sync", "since": None})
     frame = await receive_type(communicator, "missed")

@@ -240,11 +240,25 @@ def test_serialize_notification_shape() -> None:
         "level": "success",
         "url": "/deploys/12/",
         "created_at": "2024-05-06T07:08:09.123456+00:00",
+        "dispatched_at": None,
         "read": False,
+        "archived": False,
+        "snoozed_until": None,
     }
     read = serialize_notification(notification, read=True)
     assert read["read"] is True
-    assert list(read) == ["id", "title", "body", "level", "url", "created_at", "read"]
+    assert list(read) == [
+        "id",
+        "title",
+        "body",
+        "level",
+        "url",
+        "created_at",
+        "dispatched_at",
+        "read",
+        "archived",
+        "snoozed_until",
+    ]
     assert datetime.fromisoformat(read["created_at"]) == created_at
     json.dumps(read)  # it goes over the wire as is
 

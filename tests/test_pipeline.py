@@ -111,6 +111,10 @@ async def test_user_notification_reaches_only_its_recipient(listener):
         alice, "For Alice", body="b", level="warning", url="/posts/1/"
     )
     frame = await receive_type(alice_socket, "notification")
+    await assert_nothing_more(bob_socket, bob, listener)
+    assert await delivery_user_ids(notification) == {alice.pk}
+    notification = await refreshed(notification)
+    assert notification.dispatched_at is not None
     assert frame["notification"] == {
         "id": notification.pk,
         "title": "For Alice",
@@ -118,12 +122,11 @@ async def test_user_notification_reaches_only_its_recipient(listener):
         "level": "warning",
         "url": "/posts/1/",
         "created_at": notification.created_at.isoformat(),
+        "dispatched_at": notification.dispatched_at.isoformat(),
         "read": False,
+        "archived": False,
+        "snoozed_until": None,
     }
-    await assert_nothing_more(bob_socket, bob, listener)
-    assert await delivery_user_ids(notification) == {alice.pk}
-    notification = await refreshed(notification)
-    assert notification.dispatched_at is not None
     assert notification.recipient_count == 1
     await alice_socket.disconnect()
     await bob_socket.disconnect()

@@ -108,7 +108,10 @@ def test_page_items_are_serialized(me) -> None:
         "level": "warning",
         "url": "/x/",
         "created_at": row.created_at.isoformat(),
+        "dispatched_at": None,
         "read": False,
+        "archived": False,
+        "snoozed_until": None,
     }
 
 

@@ -69,10 +69,11 @@ def test_urls_match_the_contract() -> None:
 
 
 @pytest.mark.parametrize(("method", "url"), [("get", LIST_URL), ("post", READ_URL)])
-def test_anonymous_is_redirected_to_login(method: str, url: str) -> None:
+def test_anonymous_gets_a_json_401_not_the_login_page(method: str, url: str) -> None:
     response = getattr(Client(), method)(url)
-    assert response.status_code == 302
-    assert response["Location"].startswith(reverse("login") + "?next=")
+    assert response.status_code == 401
+    assert response["Content-Type"] == "application/json"
+    assert response.json()["error"] == "not_authenticated"
 
 
 def test_anonymous_read_changes_nothing(me) -> None:
@@ -97,7 +98,18 @@ def test_list_shape(client, me) -> None:
     assert data["next"] is None
     assert [item["id"] for item in data["results"]][1:] == sorted(ids, reverse=True)
     for item in data["results"]:
-        assert set(item) == {"id", "title", "body", "level", "url", "created_at", "read"}
+        assert set(item) == {
+            "id",
+            "title",
+            "body",
+            "level",
+            "url",
+            "created_at",
+            "dispatched_at",
+            "read",
+            "archived",
+            "snoozed_until",
+        }
 
 
 def test_list_empty(client) -> None:
