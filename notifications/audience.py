@@ -93,7 +93,9 @@ def _statement_deadline(alias: str, seconds: float) -> Iterator[None]:
         with transaction.atomic(using=alias), connection.cursor() as cursor:
             # SET LOCAL ends with this transaction: the pooled connection keeps no timeout.
             cursor.execute(
-                "SELECT set_config('statement_timeout', %s, true)", [f"{int(seconds * 1000)}ms"]
+                # At least 1 ms: 0 would mean no timeout at all.
+                "SELECT set_config('statement_timeout', %s, true)",
+                [f"{max(1, int(seconds * 1000))}ms"],
             )
             yield
         return
