@@ -9,7 +9,7 @@ import signal
 import sys
 import time
 import urllib.request
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.contrib.auth import authenticate, get_user_model
@@ -65,8 +65,10 @@ def nothing_created(demo):
 
 
 def created(out: str) -> Notification:
-    """Return the notification whose id the command printed."""
-    return Notification.objects.get(pk=int(out))
+    """Return the notification whose id the command printed ("Sent #42 …" or, -v 0, "42")."""
+    found = re.match(r"(?:Sent|Scheduled) #(\d+) ", out) or re.fullmatch(r"(\d+)\n", out)
+    assert found, out
+    return Notification.objects.get(pk=int(found.group(1)))
 
 
 class TtyStdin(io.StringIO):
@@ -205,7 +207,7 @@ def test_send_validation_error_becomes_command_error(nothing_created, no_publish
         send("--user", "alice", "--title", "x" * 201)
     with pytest.raises(CommandError, match="url: "):
         send("--user", "alice", "--title", "Hi", "--url", "javascript:alert(1)")
-    with pytest.raises(CommandError, match="expires_at"):
+    with pytest.raises(CommandError, match="--expires-at"):
         send(
             "--all",
             "--title",
@@ -221,16 +223,18 @@ def test_send_validation_error_becomes_command_error(nothing_created, no_publish
 
 
 @pytest.mark.django_db
-def test_send_to_user_prints_only_the_id(demo, django_capture_on_commit_callbacks):
+def test_send_to_user_says_what_it_did(demo, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         out, err = send(
             "--user", "alice", "--title", "Hi", "--body", "Hello", "--level", "success",
             "--url", "/x/",
         )  # fmt: skip
 
-    assert re.fullmatch(r"\d+\n", out)
-    assert err == ""
     notification = created(out)
+    assert out == (
+        f'Sent #{notification.pk} "Hi" to alice (1 recipient); dispatch follows within a moment.\n'
+    )
+    assert err == ""
     assert notification.audience == "user"
     assert notification.recipient.get_username() == "alice"
     assert notification.group is None
@@ -238,6 +242,15 @@ def test_send_to_user_prints_only_the_id(demo, django_capture_on_commit_callback
     assert (notification.level, notification.url) == ("success", "/x/")
     assert notification.publish_at is None and notification.expires_at is None
     assert callbacks, "publishing is left to transaction.on_commit"
+
+
+@pytest.mark.django_db
+def test_send_quiet_prints_only_the_id_for_scripts(demo, no_publish):
+    out, err = send("--user", "alice", "--title", "Hi", "-v", "0", stdin=TtyStdin())
+
+    assert re.fullmatch(r"\d+\n", out)
+    assert err == ""
+    assert created(out).title == "Hi"
 
 
 @pytest.mark.django_db
@@ -312,12 +325,68 @@ def test_send_schedule_naive_is_current_time_zone(demo, no_publish):
 
 
 @pytest.mark.django_db
-def test_send_verbose_prints_a_human_line_to_stderr(demo, no_publish):
-    out, err = send("--user", "alice", "--title", "Hi", "-v", "2", stdin=TtyStdin())
+def test_send_to_a_group_and_to_everyone_counts_recipients(demo, no_publish):
+    out, _ = send("--group", "demo-team", "--title", "Team", stdin=TtyStdin())
+    assert out.endswith(
+        '"Team" to group demo-team (2 recipients); dispatch follows within a moment.\n'
+    )
 
-    pk = created(out).pk
-    assert out == f"{pk}\n"
-    assert f"Notification {pk}" in err and "alice" in err and "'Hi'" in err
+    out, _ = send("--all", "--title", "All", stdin=TtyStdin())
+    everyone = get_user_model().objects.filter(is_active=True).count()
+    assert f'"All" to everyone ({everyone} recipients)' in out
+
+
+@pytest.mark.django_db
+def test_send_scheduled_says_when_in_the_current_time_zone(demo, no_publish):
+    with timezone.override("Europe/Berlin"):
+        out, _ = send(
+            "--staff", "--title", "Review", "--publish-at", "2099-12-01T18:00",
+            "--expires-at", "2099-12-02T17:00:00+00:00", stdin=TtyStdin(),
+        )  # fmt: skip
+
+    notification = created(out)
+    assert notification.publish_at == datetime(2099, 12, 1, 17, 0, tzinfo=UTC)
+    assert out == (
+        f'Scheduled #{notification.pk} "Review" for 2099-12-01 18:00 CET, to staff '
+        "(1 recipient today). It expires at 2099-12-02 18:00 CET.\n"
+    )
+
+
+@pytest.mark.django_db
+def test_send_refuses_an_expiry_that_has_passed(nothing_created, no_publish):
+    with pytest.raises(CommandError, match=r"^--expires-at: .* has already passed"):
+        send("--user", "alice", "--title", "Hi", "--expires-at", "2020-01-01T00:00Z")
+
+
+@pytest.mark.django_db
+def test_send_refuses_a_publish_time_that_has_passed(nothing_created, no_publish):
+    with pytest.raises(CommandError, match=r"^--publish-at: .* has already passed"):
+        send("--user", "alice", "--title", "Hi", "--publish-at", "2020-01-01T00:00Z")
+    # A minute ago is "now" (the admin allows the same slack).
+    just_now = (timezone.now() - timedelta(minutes=1)).isoformat()
+    out, _ = send("--user", "alice", "--title", "Now", "--publish-at", just_now)
+    assert out.startswith("Sent #")
+    Notification.objects.filter(title="Now").delete()
+
+
+@pytest.mark.django_db
+def test_send_errors_name_the_option(nothing_created, no_publish):
+    with pytest.raises(CommandError, match=r"Not sent: --url: "):
+        send("--user", "alice", "--title", "Hi", "--url", "javascript:alert(1)")
+    with pytest.raises(CommandError, match=r"--title: "):
+        send("--user", "alice", "--title", "   ")
+    with pytest.raises(CommandError, match=r"--expires-at: .*after the publish"):
+        send(
+            "--all", "--title", "Hi", "--publish-at", "2099-01-02T00:00Z",
+            "--expires-at", "2099-01-01T00:00Z",
+        )  # fmt: skip
+
+
+@pytest.mark.django_db
+def test_send_refuses_a_deactivated_user(nothing_created, no_publish):
+    get_user_model().objects.filter(username="bob").update(is_active=False)
+    with pytest.raises(CommandError, match="--user: 'bob' is deactivated"):
+        send("--user", "bob", "--title", "Hi")
 
 
 @pytest.mark.live

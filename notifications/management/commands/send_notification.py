@@ -7,13 +7,21 @@ Examples::
     echo "Back at 10:00" | python manage.py send_notification --all --title Maintenance
     python manage.py send_notification --staff --title Review --publish-at 2030-01-31T09:00
 
-Prints only the new notification's id on stdout, so scripts can capture it.
+Validates as the admin does (the model's checks, and times that have already passed) and
+says what it did, in the current time zone::
+
+    Sent #42 "Hi" to alice (1 recipient); dispatch follows within a moment.
+    Scheduled #43 "Review" for 2030-01-31 09:00 CET, to staff (2 recipients today).
+
+With ``-v 0`` it prints the new notification's id alone, for scripts:
+``ID=$(python manage.py send_notification -v 0 --all --title Hi)``.
 """
 
 from __future__ import annotations
 
+import json
 import sys
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import IO, TYPE_CHECKING, Any
 
 from django.contrib.auth import get_user_model
@@ -25,6 +33,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from notifications import services
+from notifications.audience import audience_queryset
 
 if TYPE_CHECKING:
     from notifications.models import Notification
@@ -32,6 +41,22 @@ if TYPE_CHECKING:
 LEVELS = ("info", "success", "warning", "error")
 AUDIENCE_OPTIONS = ("user", "group", "staff", "all")
 DATETIME_EXAMPLE = "e.g. 2030-01-31T09:00 or 2030-01-31T09:00:00+01:00"
+# The option that sets each model field, so an error names what the user typed.
+FIELD_OPTIONS = {
+    "title": "--title",
+    "body": "--body",
+    "level": "--level",
+    "url": "--url",
+    "publish_at": "--publish-at",
+    "expires_at": "--expires-at",
+    "recipient": "--user",
+    "group": "--group",
+    "audience": "the audience",
+}
+# As in the admin (notifications.forms): a publish time this far back is "now" (the time it
+# took to type the command); further back it is more likely a typo in the date.
+PUBLISH_AT_GRACE = timedelta(minutes=5)
+TIME_FORMAT = "%Y-%m-%d %H:%M %Z"
 
 
 def parse_when(option: str, value: str | None) -> datetime | None:
@@ -54,7 +79,8 @@ def describe_validation_error(exc: ValidationError) -> str:
     if hasattr(exc, "error_dict"):
         parts = []
         for field, messages in exc.message_dict.items():
-            prefix = "" if field == "__all__" else f"{field}: "
+            option = FIELD_OPTIONS.get(field, field)
+            prefix = "" if field == "__all__" else f"{option}: "
             parts.extend(prefix + message for message in messages)
         return "; ".join(parts)
     return "; ".join(exc.messages)
@@ -72,8 +98,9 @@ def read_body(stdin: IO[str] | None) -> str:
 
 class Command(BaseCommand):
     help = (
-        "Create a notification and print its id. Exactly one audience: --user, --group, "
-        "--staff or --all. Without --body, the body is read from stdin when it is not a terminal."
+        "Create a notification and say what was sent (-v 0: print its id alone). Exactly one "
+        "audience: --user, --group, --staff or --all. Validated as the admin validates. "
+        "Without --body, the body is read from stdin when it is not a terminal."
     )
     stealth_options = ("stdin",)
 
@@ -100,7 +127,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        """Validate the options, create the notification and print its id."""
+        """Validate the options, create the notification and say what was done."""
         audience = self.audience(options)
         if options["level"] not in LEVELS:
             raise CommandError(f"--level must be one of {', '.join(LEVELS)}.")
@@ -111,13 +138,15 @@ class Command(BaseCommand):
             "publish_at": parse_when("--publish-at", options["publish_at"]),
             "expires_at": parse_when("--expires-at", options["expires_at"]),
         }
+        check_times(fields["publish_at"], fields["expires_at"])
         try:
             notification = self.send(audience, options, options["title"], fields)
         except ValidationError as exc:
             raise CommandError(f"Not sent: {describe_validation_error(exc)}") from exc
-        self.stdout.write(str(notification.pk))
-        if int(options["verbosity"]) >= 2:
-            self.stderr.write(self.summary(notification.pk, audience, options, fields))
+        if int(options["verbosity"]) == 0:
+            self.stdout.write(str(notification.pk))
+        else:
+            self.stdout.write(self.style.SUCCESS(summary(notification)))
 
     @staticmethod
     def audience(options: dict[str, Any]) -> str:
@@ -139,22 +168,61 @@ class Command(BaseCommand):
     ) -> Notification:
         """Call the services API for the audience; return the saved Notification."""
         if audience == "user":
-            return services.notify(find_user(options["user"]), title, **fields)
+            user = find_user(options["user"])
+            if not user.is_active:
+                raise CommandError(
+                    f"--user: {options['user']!r} is deactivated, so nobody would receive "
+                    "the notification."
+                )
+            return services.notify(user, title, **fields)
         group = find_group(options["group"]) if audience == "group" else None
         return services.broadcast(title, audience=audience, group=group, **fields)
 
-    @staticmethod
-    def summary(pk: Any, audience: str, options: dict[str, Any], fields: dict[str, Any]) -> str:
-        """Return the human line printed to stderr with -v 2."""
-        target = {
-            "user": f"user {options['user']}",
-            "group": f"group {options['group']}",
-            "staff": "staff",
-            "all": "all users",
-        }[audience]
-        when = fields["publish_at"]
-        timing = f"scheduled for {when.isoformat()}" if when else "to be published now"
-        return f"Notification {pk} ({fields['level']}) to {target}: {options['title']!r}, {timing}."
+
+def check_times(publish_at: datetime | None, expires_at: datetime | None) -> None:
+    """Refuse times that have passed, as the admin does (the model checks their order)."""
+    now = timezone.now()
+    if publish_at is not None and publish_at < now - PUBLISH_AT_GRACE:
+        raise CommandError(
+            f"--publish-at: {when(publish_at)} has already passed. Leave it out to send now."
+        )
+    if expires_at is not None and expires_at <= now:
+        raise CommandError(
+            f"--expires-at: {when(expires_at)} has already passed, so nobody would ever see "
+            "the notification."
+        )
+
+
+def when(moment: datetime) -> str:
+    """Return ``moment`` in the current time zone, e.g. ``2030-01-31 09:00 CET``."""
+    return timezone.localtime(moment).strftime(TIME_FORMAT)
+
+
+def describe_audience(notification: Notification) -> str:
+    """Return who the notification is for, in words."""
+    if notification.audience == "user":
+        return notification.recipient.get_username()
+    if notification.audience == "group":
+        return f"group {notification.group.name}"
+    return {"staff": "staff", "all": "everyone"}[notification.audience]
+
+
+def summary(notification: Notification) -> str:
+    """Return the sentence saying what was sent (or scheduled), to whom, and when."""
+    count = audience_queryset(notification).count()
+    recipients = f"{count} recipient" + ("" if count == 1 else "s")
+    title = json.dumps(notification.title, ensure_ascii=False)
+    target = describe_audience(notification)
+    expiry = f" It expires at {when(notification.expires_at)}." if notification.expires_at else ""
+    if notification.publish_at is not None and notification.publish_at > timezone.now():
+        return (
+            f"Scheduled #{notification.pk} {title} for {when(notification.publish_at)}, "
+            f"to {target} ({recipients} today).{expiry}"
+        )
+    return (
+        f"Sent #{notification.pk} {title} to {target} ({recipients}); "
+        f"dispatch follows within a moment.{expiry}"
+    )
 
 
 def find_user(username: str) -> AbstractBaseUser:
