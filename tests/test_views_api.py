@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.test import Client
@@ -346,3 +347,118 @@ def test_read_with_csrf_token(me) -> None:
     assert response.status_code == 200
     assert response.json() == {"unread": 0}
     assert states(me) == {ids[0]: DeliveryState.READ}
+
+
+# ---- triage endpoints and JSON errors ------------------------------------------------------
+
+TRIAGE_URLS = {
+    "archive": "/notifications/api/archive/",
+    "unarchive": "/notifications/api/unarchive/",
+    "unread": "/notifications/api/unread/",
+    "snooze": "/notifications/api/snooze/",
+}
+
+
+def post_to(client: Client, url: str, data: Any) -> Any:
+    return client.post(url, data=json.dumps(data), content_type="application/json")
+
+
+def test_triage_urls_match_the_contract() -> None:
+    for verb, url in TRIAGE_URLS.items():
+        assert reverse(f"notifications:api-{verb}") == url
+
+
+def test_archive_then_list_by_status(client, me) -> None:
+    ids = deliver(me, 3)
+    response = post_to(client, TRIAGE_URLS["archive"], {"ids": ids[:2]})
+    assert response.status_code == 200
+    assert response.json() == {"ids": sorted(ids[:2]), "unread": 1}
+    inbox = client.get(LIST_URL).json()
+    assert [n["id"] for n in inbox["results"]] == [ids[2]]
+    archived = client.get(LIST_URL, {"status": "archived"}).json()
+    assert sorted(n["id"] for n in archived["results"]) == sorted(ids[:2])
+    back = post_to(client, TRIAGE_URLS["unarchive"], {"ids": ids[:1]}).json()
+    assert back == {"ids": ids[:1], "unread": 2}
+
+
+def test_snooze_and_unread(client, me) -> None:
+    ids = deliver(me, 2, DeliveryState.READ)
+    until = (timezone.now() + timedelta(hours=3)).replace(microsecond=0)
+    response = post_to(client, TRIAGE_URLS["snooze"], {"ids": ids[:1], "until": until.isoformat()})
+    assert response.status_code == 200
+    assert response.json() == {"ids": ids[:1], "unread": 0, "until": until.isoformat()}
+    snoozed = client.get(LIST_URL, {"status": "snoozed"}).json()["results"]
+    assert [n["id"] for n in snoozed] == ids[:1]
+    assert post_to(client, TRIAGE_URLS["unread"], {"ids": ids}).json() == {
+        "ids": sorted(ids),
+        "unread": 2,
+    }
+
+
+def test_a_snooze_time_without_offset_is_read_in_the_tz_cookie_zone(client, me) -> None:
+    (nid,) = deliver(me)
+    client.cookies["tz"] = "Asia/Tokyo"
+    local = (timezone.now() + timedelta(days=1)).astimezone(ZoneInfo("Asia/Tokyo"))
+    naive = local.replace(tzinfo=None, microsecond=0).isoformat()
+    response = post_to(client, TRIAGE_URLS["snooze"], {"ids": [nid], "until": naive})
+    assert response.status_code == 200
+    stored = Delivery.objects.get(user=me, notification_id=nid).snoozed_until
+    assert stored == local.replace(microsecond=0)
+
+
+@pytest.mark.parametrize(
+    ("body", "detail"),
+    [
+        ({"ids": "1"}, "ids"),
+        ({"ids": [0]}, "ids"),
+        ({"ids": [1], "until": "soon"}, "ISO 8601"),
+        ({"ids": [1], "until": "2001-01-01T00:00:00+00:00"}, "future"),
+    ],
+)
+def test_bad_snooze_bodies_are_json_400s(client, me, body: dict, detail: str) -> None:
+    response = post_to(client, TRIAGE_URLS["snooze"], body)
+    assert response.status_code == 400
+    assert response.json()["error"] == "bad_request"
+    assert detail in response.json()["detail"]
+
+
+@pytest.mark.parametrize("url", [READ_URL, *TRIAGE_URLS.values()])
+def test_writes_without_csrf_token_are_json_403s(me, url: str) -> None:
+    client = client_for(me, enforce_csrf_checks=True)
+    response = post_to(client, url, {"ids": [1]})
+    assert response.status_code == 403
+    assert response["Content-Type"] == "application/json"
+    assert response.json()["error"] == "csrf_failed"
+
+
+@pytest.mark.parametrize("url", [*TRIAGE_URLS.values()])
+def test_triage_needs_login_and_post(url: str, client) -> None:
+    anonymous = post_to(Client(), url, {"ids": [1]})
+    assert (anonymous.status_code, anonymous.json()["error"]) == (401, "not_authenticated")
+    wrong = client.get(url)
+    assert wrong.status_code == 405
+    assert wrong["Allow"] == "POST"
+    assert wrong.json()["error"] == "method_not_allowed"
+
+
+def test_list_rejects_unknown_status_and_level_as_json(client) -> None:
+    for query in ({"status": "deleted"}, {"level": "fatal"}):
+        response = client.get(LIST_URL, query)
+        assert response.status_code == 400
+        assert response.json()["error"] == "bad_request"
+
+
+def test_unknown_api_path_is_a_json_404(client) -> None:
+    response = client.get("/notifications/api/nope/")
+    assert response.status_code == 404
+    assert response.json()["error"] == "not_found"
+
+
+def test_list_filters_by_level_and_old_unread_alias_still_works(client, me) -> None:
+    info, error = deliver(me), deliver(me, level="error")
+    deliver(me, 1, DeliveryState.READ, level="error")
+    by_level = client.get(LIST_URL, {"level": "error"}).json()["results"]
+    assert len(by_level) == 2 and error[0] in [n["id"] for n in by_level]
+    for query in ({"unread": "1"}, {"status": "unread"}):
+        ids = [n["id"] for n in client.get(LIST_URL, query).json()["results"]]
+        assert sorted(ids) == sorted(info + error)
