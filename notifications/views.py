@@ -1,29 +1,51 @@
-"""Thin HTTP views: parse the request, call one selector or service, render."""
+"""The inbox page: parse the request, call one selector or service, render (or redirect)."""
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from typing import Any
 from urllib.parse import urlencode
 
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.timesince import timesince
-from django.utils.translation import gettext
+from django.utils.dateformat import format as format_date
+from django.utils.translation import gettext, ngettext
+from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_http_methods
 
 from notifications import conf
 from notifications.api import DEFAULT_PAGE_SIZE, tell_other_tabs
 from notifications.events import safe_link
 from notifications.models import Delivery, DeliveryState, Level
-from notifications.selectors import inbox_page
-from notifications.services import deliveries_mark_all_read, deliveries_mark_read
+from notifications.selectors import inbox_counts, inbox_page
+from notifications.services import (
+    deliveries_archive,
+    deliveries_mark_all_read,
+    deliveries_mark_read,
+    deliveries_mark_unread,
+    deliveries_snooze,
+    deliveries_unarchive,
+)
 
 logger = logging.getLogger(__name__)
+
+STATUS_UNREAD = "unread"
+STATUS_SNOOZED = "snoozed"
+STATUS_ARCHIVED = "archived"
+STATUSES = (STATUS_UNREAD, STATUS_SNOOZED, STATUS_ARCHIVED)
+# A body is one line of the list: the rest is a click away. Cut on the server so a long body
+# does not travel; the stylesheet's ellipsis does the visible cut.
+EXCERPT_CHARS = 160
+# "Tomorrow" and "Next week" start the working day; "Later today" is a few hours on.
+SNOOZE_MORNING = time(8, 0)
+SNOOZE_LATER = timedelta(hours=3)
 
 
 def _positive_id(raw: str | None) -> int | None:
@@ -31,6 +53,113 @@ def _positive_id(raw: str | None) -> int | None:
     if raw and raw.isascii() and raw.isdigit() and 0 < int(raw) < 2**63:
         return int(raw)
     return None
+
+
+def _ids(raw: Iterable[str]) -> list[int]:
+    # Each id may come as its own field (checkboxes) or comma-separated (one hidden field).
+    values = (part.strip() for value in raw for part in value.split(","))
+    return [n for n in map(_positive_id, values) if n is not None][: conf.get().MAX_IDS]
+
+
+def _status(request: HttpRequest) -> str:
+    status = request.GET.get("status", "")
+    if not status and request.GET.get("filter") == "unread":  # the old name of the view
+        return STATUS_UNREAD
+    return status if status in STATUSES else ""
+
+
+def _level(request: HttpRequest) -> str:
+    level = request.GET.get("level", "")
+    return level if level in Level.values else ""
+
+
+def _inbox_url(status: str = "", level: str = "", **cursor: int) -> str:
+    query = {name: value for name, value in (("status", status), ("level", level)) if value}
+    query.update({name: str(value) for name, value in cursor.items()})
+    return reverse("notifications:inbox") + (f"?{urlencode(query)}" if query else "")
+
+
+# ---- snooze presets ---------------------------------------------------------------------
+
+
+def snooze_until(preset: str, now: datetime | None = None) -> datetime | None:
+    """Return when a snooze preset ends, in the active (the user's) zone; None if unknown.
+
+    ``later`` is three hours on; ``tomorrow`` 08:00 tomorrow; ``week`` 08:00 next Monday.
+    An ISO 8601 value is taken as it is (naive = the user's zone), as the API takes it.
+    """
+    now = timezone.localtime(now or timezone.now())
+    zone = timezone.get_current_timezone()
+    if preset == "later":
+        return now + SNOOZE_LATER
+    if preset == "tomorrow":
+        day = now.date() + timedelta(days=1)
+    elif preset == "week":
+        day = now.date() + timedelta(days=7 - now.weekday())
+    else:
+        try:
+            moment = datetime.fromisoformat(preset)
+        except ValueError:
+            return None
+        return timezone.make_aware(moment, zone) if timezone.is_naive(moment) else moment
+    return timezone.make_aware(datetime.combine(day, SNOOZE_MORNING), zone)
+
+
+# ---- POST: the verbs ------------------------------------------------------------------------
+
+Verb = Callable[[Any, list[int]], Any]
+VERBS: dict[str, Verb] = {
+    "read": deliveries_mark_read,
+    "unread": deliveries_mark_unread,
+    "archive": deliveries_archive,
+    "unarchive": deliveries_unarchive,
+}
+DONE_MESSAGES = {
+    "read": lambda n: ngettext("Marked %(n)d as read.", "Marked %(n)d as read.", n),
+    "unread": lambda n: ngettext("Marked %(n)d as unread.", "Marked %(n)d as unread.", n),
+    "archive": lambda n: ngettext("%(n)d marked done.", "%(n)d marked done.", n),
+    "unarchive": lambda n: ngettext("Moved %(n)d to the inbox.", "Moved %(n)d to the inbox.", n),
+    "snooze": lambda n: ngettext("Snoozed %(n)d.", "Snoozed %(n)d.", n),
+}
+
+
+def _act(request: HttpRequest) -> None:
+    """Apply the posted verb to the posted ids (the user's own only) and tell the other tabs."""
+    user = request.user
+    if request.POST.get("all"):
+        result = deliveries_mark_all_read(user)
+        action = "read"
+    else:
+        action = request.POST.get("action", "read")
+        preset = request.POST.get("snooze") or request.POST.get("until")
+        if preset:
+            action = "snooze"
+        ids = _ids(request.POST.getlist("ids"))
+        if not ids:
+            messages.info(
+                request, gettext("Select one or more notifications first."), fail_silently=True
+            )
+            return
+        if action == "snooze":
+            until = snooze_until(preset or "")
+            if until is None or not timezone.now() < until <= timezone.now() + timedelta(days=366):
+                messages.error(
+                    request, gettext("That snooze time is not valid."), fail_silently=True
+                )
+                return
+            result = deliveries_snooze(user, ids, until)
+        elif action in VERBS:
+            result = VERBS[action](user, ids)
+        else:
+            messages.error(request, gettext("Unknown action."), fail_silently=True)
+            return
+    tell_other_tabs(user.pk, result)
+    if result.ids:
+        text = DONE_MESSAGES[action](len(result.ids)) % {"n": len(result.ids)}
+        messages.success(request, text, fail_silently=True)
+
+
+# ---- GET: the page --------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -43,78 +172,184 @@ class InboxItem:
     level: str
     level_label: str
     url: str
-    created_at: datetime
-    ago: str
+    arrived_at: datetime  # in the user's zone
     read: bool
+    archived: bool
+    snoozed_until: datetime | None  # in the user's zone
 
 
-def _ago(moment: datetime, now: datetime) -> str:
-    if now - moment < timedelta(minutes=1):
-        return gettext("just now")
-    return gettext("%(time)s ago") % {"time": timesince(moment, now, depth=1)}
+@dataclass
+class DayGroup:
+    """The rows that arrived on one day of the user's calendar."""
+
+    day: date
+    label: str
+    items: list[InboxItem] = field(default_factory=list)
 
 
-def _inbox_item(delivery: Delivery, now: datetime) -> InboxItem:
+def _inbox_item(delivery: Delivery) -> InboxItem:
     notification = delivery.notification
     level = notification.level if notification.level in Level.values else Level.INFO
+    body = " ".join(notification.body.split())
+    if len(body) > EXCERPT_CHARS:
+        body = body[: EXCERPT_CHARS - 1].rstrip() + "…"
+    snoozed = delivery.snoozed_until
     return InboxItem(
         id=notification.pk,
         title=notification.title,
-        body=notification.body,
+        body=body,
         level=level,
         level_label=Level(level).label,
         url=safe_link(notification.url),
-        created_at=notification.created_at,
-        ago=_ago(notification.created_at, now),
+        # Arrival, not creation: a scheduled notification arrives at its time.
+        arrived_at=timezone.localtime(notification.dispatched_at or notification.created_at),
         read=delivery.state == DeliveryState.READ,
+        archived=delivery.archived_at is not None,
+        snoozed_until=timezone.localtime(snoozed) if snoozed and snoozed > timezone.now() else None,
     )
 
 
-def _inbox_url(unread_only: bool, **cursor: int) -> str:
-    query = {"filter": "unread"} if unread_only else {}
-    query.update({name: str(value) for name, value in cursor.items()})
-    return reverse("notifications:inbox") + (f"?{urlencode(query)}" if query else "")
+def day_label(day: date, today: date) -> str:
+    """Return "Today", "Yesterday" or the date, "Monday 30 November" (a past year added)."""
+    if day == today:
+        return gettext("Today")
+    if day == today - timedelta(days=1):
+        return gettext("Yesterday")
+    return format_date(day, "l j F" if day.year == today.year else "l j F Y")
+
+
+def group_by_day(items: Iterable[InboxItem], today: date) -> list[DayGroup]:
+    """Split rows (newest first) into days of the user's calendar, keeping their order."""
+    groups: list[DayGroup] = []
+    for item in items:
+        day = item.arrived_at.date()
+        if not groups or groups[-1].day != day:
+            groups.append(DayGroup(day, day_label(day, today)))
+        groups[-1].items.append(item)
+    return groups
+
+
+def _row_prototype() -> InboxItem:
+    """Return the blank row inbox.js clones for a live notification (it fills in the rest)."""
+    return InboxItem(
+        id=0,
+        title="",
+        body="",
+        level=Level.INFO,
+        level_label=Level.INFO.label,
+        url="/",
+        arrived_at=timezone.localtime(),
+        read=False,
+        archived=False,
+        snoozed_until=None,
+    )
+
+
+def _script_strings() -> dict[str, Any]:
+    """Return the words inbox.js needs, translated (passed with json_script)."""
+    return {
+        "today": gettext("Today"),
+        "yesterday": gettext("Yesterday"),
+        "select": gettext("Select “%(title)s”"),
+        "markRead": gettext("Mark read: %(title)s"),
+        "markUnread": gettext("Mark unread: %(title)s"),
+        "snooze": gettext("Snooze: %(title)s"),
+        "done": gettext("Done: %(title)s"),
+        "moveToInbox": gettext("Move to inbox: %(title)s"),
+        "withSelected": gettext("With the selected:"),
+        "selected": gettext("%(n)s selected"),
+        "levels": {value: str(label) for value, label in Level.choices},
+        "failed": gettext("That did not go through. Try again."),
+        "newOne": gettext("New: %(title)s"),
+        "results": {
+            "read": gettext("Marked %(n)s as read."),
+            "unread": gettext("Marked %(n)s as unread."),
+            "archived": gettext("%(n)s marked done."),
+            "unarchived": gettext("Moved %(n)s to the inbox."),
+            "snoozed": gettext("Snoozed %(n)s until %(until)s."),
+        },
+    }
+
+
+VIEW_LABELS = (
+    ("", _("Inbox")),
+    (STATUS_UNREAD, _("Unread")),
+    (STATUS_SNOOZED, _("Snoozed")),
+    (STATUS_ARCHIVED, _("Archived")),
+)
+LEVEL_LABELS = (("", _("All levels")), *((value, label) for value, label in Level.choices))
 
 
 @login_required
 @require_http_methods(["GET", "POST"])
 def inbox(request: HttpRequest) -> HttpResponse:
-    """The inbox page: all or unread, newest first, paginated both ways; POST marks read."""
-    unread_only = request.GET.get("filter") == "unread"
+    """The inbox: Inbox / Unread / Snoozed / Done views, a level filter, grouped by day;
+    POST applies a verb (read, unread, archive, unarchive, snooze) and comes back."""
+    status, level = _status(request), _level(request)
     if request.method == "POST":
-        if request.POST.get("all"):
-            result = deliveries_mark_all_read(request.user)
-            target = _inbox_url(unread_only)
-        else:
-            ids = [n for n in map(_positive_id, request.POST.getlist("ids")) if n is not None]
-            result = deliveries_mark_read(request.user, ids)
-            target = request.get_full_path()
-        tell_other_tabs(request.user.pk, result)
-        return redirect(target)
+        _act(request)
+        # Back where the form was, minus a cursor when everything was marked read.
+        return redirect(
+            _inbox_url(status, level) if request.POST.get("all") else request.get_full_path()
+        )
+    if request.GET.get("counts") == "1":
+        # inbox.js asks after a burst of changes: the views' sizes are the server's to know.
+        return JsonResponse({"counts": inbox_counts(request.user)})
     # A mangled cursor shows the newest page rather than an error.
     before = _positive_id(request.GET.get("before"))
     after = _positive_id(request.GET.get("after"))
     page = inbox_page(
         request.user,
-        unread_only=unread_only,
+        status=status or None,
+        level=level or None,
         before=before,
         after=after,
         limit=DEFAULT_PAGE_SIZE,
     )
-    now = timezone.now()
+    items = [_inbox_item(delivery) for delivery in page.deliveries]
+    today = timezone.localdate()
+    counts = dict(page.counts)
+    views = [
+        {
+            "key": key,
+            "label": label,
+            "url": _inbox_url(key, level),
+            "count": counts.get(key) if key else None,
+            "current": key == status,
+        }
+        for key, label in VIEW_LABELS
+    ]
+    levels = [
+        {"key": key, "label": label, "url": _inbox_url(status, key), "current": key == level}
+        for key, label in LEVEL_LABELS
+    ]
     return render(
         request,
         "notifications/inbox.html",
         {
             "base_template": conf.get().BASE_TEMPLATE,
             "page": page,
-            "items": [_inbox_item(delivery, now) for delivery in page.deliveries],
-            "unread_only": unread_only,
+            "counts": counts,
+            "items": items,
+            "groups": group_by_day(items, today),
+            "today": today,
+            "status": status,
+            "level": level,
+            "level_label": dict(LEVEL_LABELS).get(level, ""),
+            "views": views,
+            "levels": levels,
+            "current_view": dict(VIEW_LABELS)[status],
             "paged": before is not None or after is not None,
-            "all_url": _inbox_url(False),
-            "unread_url": _inbox_url(True),
-            "newest_url": _inbox_url(unread_only),
-            "older_url": _inbox_url(unread_only, before=page.older) if page.older else None,
-            "newer_url": _inbox_url(unread_only, after=page.newer) if page.newer else None,
+            "first_page": page.newer is None,
+            "newest_url": _inbox_url(status, level),
+            "inbox_url": _inbox_url("", level),
+            "older_url": _inbox_url(status, level, before=page.older) if page.older else None,
+            "newer_url": _inbox_url(status, level, after=page.newer) if page.newer else None,
+            "api_url": reverse("notifications:api-list"),
+            "read_url": reverse("notifications:api-read"),
+            "snooze_tomorrow": snooze_until("tomorrow"),
+            "snooze_week": snooze_until("week"),
+            "row_prototype": _row_prototype(),
+            "strings": _script_strings(),
         },
     )

@@ -1,0 +1,559 @@
+/* notifyproject inbox: multi-select, bulk and per-row triage without reloading, and a list
+ * that follows the bell live (new rows, reads, Done, snoozes, from this tab and every other).
+ *
+ * Dependency-free, no build step. Without this script the page still works: every control
+ * is a form that posts to the inbox URL. Notification text is only ever inserted with
+ * textContent. Live frames come from bell.js, which dispatches
+ * `notifications:frame` on document for every server frame it handles (DESIGN.md).
+ */
+(function () {
+  "use strict";
+
+  var root = document.querySelector("[data-ninbox]");
+  if (!root || root.hasAttribute("data-ninbox-ready")) return;
+  root.setAttribute("data-ninbox-ready", "");
+
+  var $ = function (sel) { return root.querySelector(sel); };
+  var $$ = function (sel) { return Array.prototype.slice.call(root.querySelectorAll(sel)); };
+  var status = root.getAttribute("data-status") || "";
+  var levelFilter = root.getAttribute("data-level") || "";
+  var firstPage = root.hasAttribute("data-first-page");
+  var zone = root.getAttribute("data-zone") || undefined;
+  var renderedAt = Date.parse(root.getAttribute("data-rendered-at")) || Date.now();
+  var apiUrl = root.getAttribute("data-api-url");
+  var readUrl = root.getAttribute("data-read-url");
+  var stringsNode = document.getElementById(root.getAttribute("data-strings-id"));
+  var S = stringsNode ? JSON.parse(stringsNode.textContent) : {};
+  var lang = document.documentElement.lang || undefined;
+
+  var groupsBox = $("[data-ninbox-groups]");
+  var empty = $("[data-ninbox-empty]");
+  var bulk = $("[data-ninbox-bulk]");
+  var selectAll = $("[data-ninbox-select-all]");
+  var selectedLabel = $("[data-ninbox-selected]");
+  var notice = $("[data-ninbox-notice]");
+  var noticeText = $("[data-ninbox-notice-text]");
+  var undoButton = $("[data-ninbox-undo]");
+  var rowTemplate = document.getElementById("ninbox-row-template");
+  var dayTemplate = document.getElementById("ninbox-day-template");
+
+  var KIND = { read: "read", unread: "unread", archive: "archived", unarchive: "unarchived", snooze: "snoozed" };
+  var UNDO = { archived: "unarchive", unarchived: "archive", read: "unread", unread: "read" };
+  var EXCERPT_CHARS = 160;      // as the server cuts it (views.EXCERPT_CHARS)
+  var PAGE_SIZE = 20;           // the page's own size (api.DEFAULT_PAGE_SIZE)
+  var REFRESH_DELAY = 250;      // frames come in bursts (one per tab action): refetch once
+  var LATER_MS = 3 * 3600 * 1000;
+  var MORNING = 8;              // "Tomorrow" and "Next week" start at 08:00, as the server's do
+
+  function fmt(template, values) {
+    return String(template || "").replace(/%\((\w+)\)s/g, function (_, name) {
+      return values[name] === undefined ? "" : String(values[name]);
+    });
+  }
+
+  // ---- time in the user's zone ------------------------------------------------------------
+
+  function formatter(options) {
+    try { return new Intl.DateTimeFormat(lang, Object.assign({ timeZone: zone }, options)); }
+    catch (e) { return new Intl.DateTimeFormat(lang, options); }  // an unknown zone name
+  }
+  var clock = formatter({ hour: "numeric", minute: "2-digit" });
+  var full = formatter({ weekday: "long", day: "numeric", month: "long", year: "numeric",
+    hour: "numeric", minute: "2-digit", timeZoneName: "short" });
+  var dayName = formatter({ weekday: "long", day: "numeric", month: "long" });
+  var dayKeyOf = (function () {
+    var f = formatter({ year: "numeric", month: "2-digit", day: "2-digit" });
+    return function (date) {
+      var parts = {};
+      f.formatToParts(date).forEach(function (p) { parts[p.type] = p.value; });
+      return parts.year + "-" + parts.month + "-" + parts.day;
+    };
+  })();
+
+  function dayLabel(key) {
+    var now = new Date();
+    if (key === dayKeyOf(now)) return S.today || "Today";
+    if (key === dayKeyOf(new Date(now.getTime() - 86400000))) return S.yesterday || "Yesterday";
+    var parts = key.split("-").map(Number);
+    return dayName.format(new Date(Date.UTC(parts[0], parts[1] - 1, parts[2], 12)));
+  }
+
+  function localizeTimes(scope) {
+    Array.prototype.forEach.call(scope.querySelectorAll("time.ninbox-time"), function (node) {
+      var when = new Date(node.getAttribute("datetime"));
+      if (isNaN(when)) return;
+      node.textContent = clock.format(when);
+      node.title = full.format(when);
+    });
+  }
+
+  // ---- rows ---------------------------------------------------------------------------------
+
+  function rowOf(id) { return $('.ninbox-groups [data-notification-id="' + Number(id) + '"]'); }
+  function rows() { return $$(".ninbox-groups [data-notification-id]"); }
+  function arrival(n) { return Date.parse(n.dispatched_at || n.created_at) || Date.now(); }
+
+  // Would this view (status and level filter) list the notification as it is now?
+  function belongs(n) {
+    if (levelFilter && n.level !== levelFilter) return false;
+    var snoozed = n.snoozed_until && Date.parse(n.snoozed_until) > Date.now();
+    if (status === "archived") return !!n.archived;
+    if (status === "snoozed") return !n.archived && !!snoozed;
+    if (n.archived || snoozed) return false;
+    return status === "unread" ? !n.read : true;
+  }
+
+  function excerpt(body) {
+    var text = String(body || "").replace(/\s+/g, " ").trim();
+    return text.length > EXCERPT_CHARS ? text.slice(0, EXCERPT_CHARS - 1).trim() + "…" : text;
+  }
+
+  function buildRow(n) {
+    var li = rowTemplate.content.firstElementChild.cloneNode(true);
+    var level = S.levels && S.levels[n.level] ? n.level : "info";
+    var title = String(n.title || "");
+    li.setAttribute("data-notification-id", String(n.id));
+    li.setAttribute("data-level", level);
+    li.setAttribute("data-arrived", new Date(arrival(n)).toISOString());
+    li.className = "ninbox-item level-" + level + (n.read ? "" : " unread");
+    var box = li.querySelector("[data-ninbox-select]");
+    box.value = String(n.id);
+    li.querySelector("[data-ninbox-select-label]").textContent = fmt(S.select, { title: title });
+    var holder = li.querySelector(".ninbox-level");
+    holder.className = "ninbox-level ninbox-level-" + level;
+    holder.querySelector("use").setAttribute("href", "#ninbox-i-" + level);
+    li.querySelector("[data-ninbox-level-label]").textContent = S.levels[level];
+    var link = li.querySelector(".ninbox-title");
+    if (n.url) {
+      link.setAttribute("href", n.url);
+    } else {
+      var plain = document.createElement("span");
+      plain.className = "ninbox-title";
+      link.replaceWith(plain);
+      link = plain;
+    }
+    link.textContent = title;
+    li.querySelector(".ninbox-excerpt").textContent = excerpt(n.body);
+    var time = li.querySelector("time.ninbox-time");
+    time.setAttribute("datetime", new Date(arrival(n)).toISOString());
+    li.querySelector("input[name=ids]").value = String(n.id);
+    var labels = {
+      "[data-notification-read]": S.markRead, "[data-notification-unread]": S.markUnread,
+      "[data-notification-snooze]": S.snooze, "[data-notification-archive]": S.done,
+      "[data-notification-unarchive]": S.moveToInbox,
+    };
+    Object.keys(labels).forEach(function (sel) {
+      var control = li.querySelector(sel);
+      if (control) control.setAttribute("aria-label", fmt(labels[sel], { title: title }));
+    });
+    localizeTimes(li);
+    return li;
+  }
+
+  function dayList(key) {
+    var sections = $$("[data-ninbox-day]");
+    for (var i = 0; i < sections.length; i++) {
+      var at = sections[i].getAttribute("data-ninbox-day");
+      if (at === key) return sections[i].querySelector(".ninbox-list");
+      if (at < key) return newDay(key, sections[i]);
+    }
+    return newDay(key, null);
+  }
+
+  function newDay(key, beforeNode) {
+    var section = dayTemplate.content.firstElementChild.cloneNode(true);
+    var id = "ninbox-day-" + key.replace(/-/g, "");
+    section.setAttribute("data-ninbox-day", key);
+    section.setAttribute("aria-labelledby", id);
+    var heading = section.querySelector(".ninbox-day-title");
+    heading.id = id;
+    heading.textContent = dayLabel(key);
+    groupsBox.insertBefore(section, beforeNode);
+    return section.querySelector(".ninbox-list");
+  }
+
+  // Put a row where the server would: its day, newest arrival first.
+  function insertRow(n, animate) {
+    if (rowOf(n.id)) return;
+    var li = buildRow(n);
+    var at = arrival(n);
+    var list = dayList(dayKeyOf(new Date(at)));
+    var next = null;
+    Array.prototype.some.call(list.children, function (other) {
+      if (Date.parse(other.getAttribute("data-arrived")) <= at) { next = other; return true; }
+      return false;
+    });
+    list.insertBefore(li, next);
+    if (animate) li.classList.add("ninbox-new");
+    changed();
+  }
+
+  function removeRow(row) {
+    if (!row) return;
+    var focused = row.contains(document.activeElement);
+    var neighbour = nextRow(row);
+    var list = row.parentNode;
+    list.removeChild(row);
+    if (!list.children.length) list.closest("[data-ninbox-day]").remove();
+    if (focused) {
+      var target = neighbour && neighbour.querySelector("[data-ninbox-select]");
+      (target || selectAll || root).focus();
+    }
+    changed();
+  }
+
+  function nextRow(row) {
+    var all = rows();
+    var i = all.indexOf(row);
+    return all[i + 1] || all[i - 1] || null;
+  }
+
+  function setRead(row, read) {
+    if (row) row.classList.toggle("unread", !read);
+  }
+
+  // ---- counts ---------------------------------------------------------------------------------
+
+  function setCount(name, value) {
+    var node = $('[data-ninbox-count="' + name + '"]');
+    if (!node || typeof value !== "number" || value < 0) return;
+    node.textContent = String(value);
+    if (name === "unread") {
+      var markAll = $("[data-notification-mark-all]");
+      if (markAll) markAll.closest("form").hidden = value === 0;
+    }
+  }
+
+  function readCount(name) {
+    var node = $('[data-ninbox-count="' + name + '"]');
+    return node ? Number(node.textContent) || 0 : 0;
+  }
+
+  var refreshTimer = null;
+  // Snoozed and archived counts, and rows this view gains (an unarchive seen from Inbox, an
+  // unread seen from Unread), are known to the server only: ask it once a burst is over.
+  function refreshSoon() {
+    if (refreshTimer !== null) window.clearTimeout(refreshTimer);
+    refreshTimer = window.setTimeout(refresh, REFRESH_DELAY);
+  }
+
+  function refresh() {
+    refreshTimer = null;
+    var query = "?limit=" + PAGE_SIZE + (status ? "&status=" + status : "") +
+      (levelFilter ? "&level=" + levelFilter : "");
+    fetch(apiUrl + query, { credentials: "same-origin", headers: { Accept: "application/json" } })
+      .then(function (response) { return response.ok ? response.json() : null; })
+      .then(function (data) {
+        if (!data) return;
+        if (typeof data.unread === "number") setCount("unread", data.unread);
+        if (data.counts) setCounts(data.counts); else fetchCounts();
+        if (!firstPage || !Array.isArray(data.results)) return;
+        var shown = rows();
+        var oldest = shown.length ? Date.parse(shown[shown.length - 1].getAttribute("data-arrived")) : -Infinity;
+        var full = data.results.length >= PAGE_SIZE;
+        data.results.forEach(function (n) {
+          // Within what the page covers (or all of it when the answer was not cut short).
+          if (!rowOf(n.id) && belongs(n) && (!full || arrival(n) >= oldest)) insertRow(n, false);
+        });
+      })
+      .catch(function () { /* the next frame or reload puts it right */ });
+  }
+
+  function setCounts(counts) {
+    Object.keys(counts).forEach(function (k) { setCount(k, counts[k]); });
+  }
+
+  function fetchCounts() {
+    fetch(location.pathname + "?counts=1", { credentials: "same-origin", headers: { Accept: "application/json" } })
+      .then(function (response) { return response.ok ? response.json() : null; })
+      .then(function (data) { if (data && data.counts) setCounts(data.counts); })
+      .catch(function () {});
+  }
+
+  // The bell's badge is the truth for the unread count whenever a bell is on the page.
+  function followBell() {
+    var badge = document.querySelector("[data-notification-bell] [data-unread-count]");
+    if (!badge || !window.MutationObserver) return;
+    new MutationObserver(function () {
+      setCount("unread", Number(badge.getAttribute("data-unread-count")));
+    }).observe(badge, { attributes: true, attributeFilter: ["data-unread-count"] });
+  }
+
+  // ---- frames (from the bell, and the answers to our own requests) ---------------------------
+
+  function apply(frame) {
+    if (!frame || typeof frame !== "object") return;
+    var ids = Array.isArray(frame.ids) ? frame.ids : [];
+    switch (frame.type) {
+      case "notification":
+        arrived([frame.notification], true);
+        break;
+      case "missed":
+        arrived((frame.notifications || []).filter(function (n) {
+          return n && arrival(n) > renderedAt;  // what came after the page was rendered
+        }), false);
+        break;
+      case "read":
+        ids.forEach(function (id) {
+          var row = rowOf(id);
+          if (status === "unread") removeRow(row); else setRead(row, true);
+        });
+        break;
+      case "unread":
+        // Unread brings a row back to the inbox: out of Archived and Snoozed.
+        ids.forEach(function (id) {
+          var row = rowOf(id);
+          if (status === "archived" || status === "snoozed") removeRow(row); else setRead(row, false);
+        });
+        refreshSoon();
+        break;
+      case "archived":
+        ids.forEach(function (id) { if (status !== "archived") removeRow(rowOf(id)); });
+        refreshSoon();
+        break;
+      case "unarchived":
+        ids.forEach(function (id) { if (status === "archived") removeRow(rowOf(id)); });
+        refreshSoon();
+        break;
+      case "snoozed":
+        ids.forEach(function (id) { if (status !== "snoozed") removeRow(rowOf(id)); });
+        refreshSoon();
+        break;
+      case "hello":
+      case "pong":
+        break;
+      default:
+        return;
+    }
+    if (typeof frame.unread === "number") setCount("unread", frame.unread);
+  }
+
+  function arrived(list, live) {
+    var any = false;
+    list.forEach(function (n) {
+      if (!n || n.id === undefined) return;
+      var row = rowOf(n.id);
+      // A snooze that came due arrives as new: it leaves Snoozed, comes back on top.
+      if (row && status === "snoozed") { removeRow(row); any = true; return; }
+      if (row) { setRead(row, !!n.read); return; }
+      if (firstPage && belongs(n)) insertRow(n, live);
+      any = true;
+    });
+    if (any) refreshSoon();
+  }
+
+  document.addEventListener("notifications:frame", function (event) { apply(event.detail); });
+
+  // ---- requests ------------------------------------------------------------------------------
+
+  function csrfToken() {
+    var field = root.querySelector("input[name=csrfmiddlewaretoken]");
+    if (field && field.value) return field.value;
+    var match = document.cookie.match(/(?:^|;\s*)csrftoken=([^;]+)/);
+    return match ? decodeURIComponent(match[1]) : "";
+  }
+
+  function post(url, payload, keepalive) {
+    return fetch(url, {
+      method: "POST", credentials: "same-origin", keepalive: !!keepalive,
+      headers: { "Content-Type": "application/json", Accept: "application/json", "X-CSRFToken": csrfToken() },
+      body: JSON.stringify(payload),
+    }).then(function (response) {
+      if (!response.ok) throw new Error("HTTP " + response.status);
+      return response.json();
+    });
+  }
+
+  function snoozeUntil(preset) {
+    var now = new Date();
+    if (preset === "later") return new Date(now.getTime() + LATER_MS);
+    var day = new Date(now.getFullYear(), now.getMonth(), now.getDate(), MORNING, 0, 0, 0);
+    if (preset === "tomorrow") day.setDate(day.getDate() + 1);
+    else day.setDate(day.getDate() + (((8 - day.getDay()) % 7) || 7));  // next Monday
+    return day;
+  }
+
+  var busy = false;
+  function act(action, ids, preset, quiet) {
+    ids = ids.map(Number).filter(function (id) { return id > 0; });
+    if (!ids.length || busy) return Promise.resolve();
+    busy = true;
+    var payload = { ids: ids };
+    var until = null;
+    if (action === "snooze") {
+      until = snoozeUntil(preset);
+      payload.until = until.toISOString();
+    }
+    var url = action === "read" ? readUrl : apiUrl + action + "/";
+    return post(url, payload).then(function (data) {
+      var changedIds = action === "read" ? ids : (data.ids || []);
+      apply({ type: KIND[action], ids: changedIds, unread: data.unread, until: payload.until });
+      deselect(ids);
+      if (!quiet) say(KIND[action], changedIds, until);
+    }, function () {
+      say(null);
+    }).then(function () { busy = false; });
+  }
+
+  var lastUndo = null;
+  function say(kind, ids, until) {
+    if (!notice) return;
+    undoButton.hidden = true;
+    lastUndo = null;
+    if (kind === null) {
+      noticeText.textContent = S.failed || "That did not go through. Try again.";
+    } else {
+      if (!ids.length) return;
+      noticeText.textContent = fmt(S.results && S.results[kind], {
+        n: ids.length, until: until ? formatter({ weekday: "short", hour: "numeric", minute: "2-digit" }).format(until) : "",
+      });
+      if (UNDO[kind]) { lastUndo = { action: UNDO[kind], ids: ids.slice() }; undoButton.hidden = false; }
+    }
+    notice.hidden = false;
+  }
+
+  if (undoButton) undoButton.addEventListener("click", function () {
+    if (!lastUndo) return;
+    var undo = lastUndo;
+    notice.hidden = true;
+    act(undo.action, undo.ids, null, true);
+  });
+
+  // ---- selection ------------------------------------------------------------------------------
+
+  function boxes() { return $$(".ninbox-groups [data-ninbox-select]"); }
+  function selectedIds() {
+    return boxes().filter(function (b) { return b.checked; }).map(function (b) { return Number(b.value); });
+  }
+
+  function deselect(ids) {
+    boxes().forEach(function (b) { if (ids.indexOf(Number(b.value)) !== -1) b.checked = false; });
+    changed();
+  }
+
+  function changed() {
+    var all = boxes();
+    var n = all.filter(function (b) {
+      var row = b.closest(".ninbox-item");
+      if (row) row.classList.toggle("ninbox-checked", b.checked);
+      return b.checked;
+    }).length;
+    if (selectAll) {
+      selectAll.checked = n > 0 && n === all.length;
+      selectAll.indeterminate = n > 0 && n < all.length;
+      selectAll.disabled = all.length === 0;
+    }
+    if (selectedLabel) selectedLabel.textContent = n ? fmt(S.selected, { n: n }) : (S.withSelected || "");
+    $$("[data-ninbox-bulk-action]").forEach(function (control) {
+      if (control.tagName === "BUTTON") control.disabled = n === 0;
+      else control.setAttribute("aria-disabled", n === 0 ? "true" : "false");
+    });
+    if (!n) $$(".ninbox-toolbar details[open]").forEach(function (d) { d.open = false; });
+    empty.hidden = rows().length > 0;
+  }
+
+  var lastClicked = null;
+  root.addEventListener("click", function (event) {
+    var box = event.target.closest && event.target.closest("[data-ninbox-select]");
+    if (!box) return;
+    // Shift-click selects the run between the last click and this one, as in a mail client.
+    if (event.shiftKey && lastClicked && lastClicked !== box && document.contains(lastClicked)) {
+      var all = boxes();
+      var a = all.indexOf(lastClicked), b = all.indexOf(box);
+      if (a !== -1 && b !== -1) {
+        all.slice(Math.min(a, b), Math.max(a, b) + 1).forEach(function (x) { x.checked = box.checked; });
+      }
+    }
+    lastClicked = box;
+  });
+  root.addEventListener("change", function (event) {
+    if (event.target === selectAll) {
+      boxes().forEach(function (b) { b.checked = selectAll.checked; });
+    }
+    changed();
+  });
+
+  // A summary is no button: keep a closed bulk menu shut while nothing is selected.
+  root.addEventListener("click", function (event) {
+    var summary = event.target.closest && event.target.closest("summary[aria-disabled=true]");
+    if (summary) event.preventDefault();
+  }, true);
+
+  // ---- forms: the same verbs, without the reload ------------------------------------------------
+
+  root.addEventListener("submit", function (event) {
+    var form = event.target;
+    var submitter = event.submitter;
+    if (form.querySelector("[data-notification-mark-all]")) {
+      event.preventDefault();
+      post(readUrl, { all: true }).then(function (data) {
+        rows().forEach(function (row) {
+          if (status === "unread") removeRow(row); else setRead(row, true);
+        });
+        setCount("unread", data.unread);
+      }, function () { say(null); });
+      return;
+    }
+    if (!submitter || (!form.hasAttribute("data-ninbox-bulk") && !form.hasAttribute("data-ninbox-row-form"))) return;
+    var preset = submitter.name === "snooze" ? submitter.value : null;
+    var action = preset ? "snooze" : submitter.value;
+    if (!KIND[action]) return;  // anything else goes to the server as a form
+    event.preventDefault();
+    var ids = form.hasAttribute("data-ninbox-bulk")
+      ? selectedIds()
+      : [Number(form.querySelector("input[name=ids]").value)];
+    var menu = submitter.closest("details");
+    if (menu) menu.open = false;
+    act(action, ids, preset);
+  });
+
+  // Escape closes an open menu and gives focus back to its button; a click outside closes it.
+  document.addEventListener("keydown", function (event) {
+    if (event.key !== "Escape") return;
+    $$("details[data-ninbox-menu][open]").forEach(function (d) {
+      d.open = false;
+      d.querySelector("summary").focus();
+    });
+  });
+  document.addEventListener("click", function (event) {
+    $$("details[data-ninbox-menu][open]").forEach(function (d) {
+      if (!d.contains(event.target)) d.open = false;
+    });
+  });
+  // One menu open at a time.
+  root.addEventListener("toggle", function (event) {
+    var d = event.target;
+    if (d.matches && d.matches("details[data-ninbox-menu]") && d.open) {
+      $$("details[data-ninbox-menu][open]").forEach(function (other) { if (other !== d) other.open = false; });
+      var first = d.querySelector(".ninbox-menu-list button");
+      if (first && d.contains(document.activeElement)) first.focus();
+    }
+  }, true);
+
+  // ---- links mark read -------------------------------------------------------------------------
+
+  function leaving(event) {
+    var link = event.target.closest && event.target.closest("a[data-ninbox-link]");
+    if (!link || (event.type === "auxclick" && event.button !== 1)) return;
+    var row = link.closest("[data-notification-id]");
+    if (!row || !row.classList.contains("unread")) return;
+    var id = Number(row.getAttribute("data-notification-id"));
+    setRead(row, true);
+    // keepalive: the request outlives this page, which is about to be left.
+    post(readUrl, { ids: [id] }, true).catch(function () {
+      if (window.NotificationBell && window.NotificationBell.send) {
+        window.NotificationBell.send({ type: "read", ids: [id] });
+      }
+    });
+  }
+  root.addEventListener("click", leaving);
+  root.addEventListener("auxclick", leaving);
+
+  // ---- start -------------------------------------------------------------------------------------
+
+  $$("[data-ninbox-js-only]").forEach(function (node) { node.hidden = false; });
+  localizeTimes(root);
+  followBell();
+  changed();
+  root.setAttribute("data-ninbox-live", "");
+})();
