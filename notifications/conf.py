@@ -73,6 +73,9 @@ DEFAULTS: dict[str, Any] = {
     # {% block title %} and {% block head %}); the app's own is a plain standalone page, so the
     # inbox works on a site whose layout has another name.
     "BASE_TEMPLATE": "notifications/base.html",
+    # The admin asks "Send to N people?" before saving a notification for Everyone or for an
+    # audience larger than this.
+    "CONFIRM_AUDIENCE_OVER": 1000,
     # Send a welcome notification to every new user (a model-signal example).
     "WELCOME_NEW_USERS": True,
     # Tell users when they are added to a Group (a model-signal example).
@@ -107,6 +110,7 @@ class NotificationSettings:
     HEARTBEAT_MAX_AGE: float
     BELL_PING_INTERVAL: float
     BASE_TEMPLATE: str
+    CONFIRM_AUDIENCE_OVER: int
     WELCOME_NEW_USERS: bool
     NOTIFY_GROUP_JOINS: bool
 
