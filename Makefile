@@ -33,9 +33,9 @@ $(DEV_STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -e ".[dev]"
 	touch $@
 
-run: $(RUN_STAMP)  ## Migrate, seed the demo users, run Redis (if needed), daphne and the listener.
-	$(BIN)/python manage.py migrate --noinput
-	$(BIN)/python manage.py seed_demo
+# run_stack checks the port and Redis before it migrates and seeds (once: a restart logs
+# nobody out), so a start that fails changes nothing.
+run: $(RUN_STAMP)  ## Run Redis (if needed), migrate, seed the demo users once, daphne, the listener.
 	$(BIN)/python manage.py run_stack
 
 # The custom-user-model suite needs settings of its own (AUTH_USER_MODEL is fixed per run).

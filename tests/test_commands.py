@@ -97,13 +97,15 @@ def test_seed_demo_creates_users_group_and_prints_logins():
 
 
 @pytest.mark.django_db
-def test_seed_demo_is_idempotent_and_resets_passwords():
+def test_seed_demo_is_idempotent_and_reset_restores_passwords():
     seed()
     alice = get_user_model().objects.get(username="alice")
     alice.set_password("something-else")
     alice.save()
 
     seed()
+    assert authenticate(username="alice", password="something-else") is not None
+    call_command("seed_demo", "--reset", stdout=io.StringIO())
 
     user_model = get_user_model()
     assert user_model.objects.filter(username__in=DEMO_LOGINS).count() == 3

@@ -399,6 +399,12 @@ def listener_command(*extra_args: str, verbosity: int = 2, cwd: Path = ROOT) -> 
     return [sys.executable, *base, "listen_notifications", "-v", str(verbosity), *extra_args]
 
 
+def watcher_command(*extra_args: str, cwd: Path = ROOT) -> list[str]:
+    """Return ``manage.py watch_notifications`` (``django-admin`` where there is no manage.py)."""
+    base = ["manage.py"] if (cwd / "manage.py").exists() else ["-m", "django"]
+    return [sys.executable, *base, "watch_notifications", *extra_args]
+
+
 def start_daphne(
     port: int,
     env: dict[str, str],

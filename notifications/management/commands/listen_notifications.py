@@ -11,7 +11,9 @@ from django.core.management.base import BaseCommand, CommandParser
 from notifications import conf
 from notifications.listener import NotificationListener
 
-VERBOSITY_LEVELS = {0: logging.ERROR, 1: logging.WARNING, 2: logging.INFO, 3: logging.DEBUG}
+# -v 0 keeps warnings (Redis or the database lost): quiet is not blind. -v 1 adds the
+# DEFAULT_LINES below, -v 2 every INFO line, -v 3 DEBUG.
+VERBOSITY_LEVELS = {0: logging.WARNING, 1: logging.WARNING, 2: logging.INFO, 3: logging.DEBUG}
 # The listener's INFO lines shown at the default verbosity: one per dispatch (id, audience,
 # title, recipients, ms), snoozes coming back, and each (re)subscription. The rest of its
 # INFO (batches, sweeps, broadcast timings) waits for -v 2.
@@ -39,8 +41,8 @@ class Command(BaseCommand):
     help = (
         "Listen for new notifications on Redis pub/sub, record their deliveries and push "
         "them to browsers. Runs until SIGINT/SIGTERM. Prints a line per dispatch; -v 2 adds "
-        "sweeps and batches, -v 0 only errors. To watch the pipeline without dispatching, "
-        "run watch_notifications instead."
+        "sweeps and batches, -v 0 only warnings and errors. To watch the pipeline without "
+        "dispatching, run watch_notifications instead."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -60,7 +62,7 @@ class Command(BaseCommand):
         if verbosity == 1:
             listener_logger.setLevel(logging.INFO)
             listener_logger.addFilter(line_filter)
-        if verbosity >= 1 and not app_logger.hasHandlers():
+        if not app_logger.hasHandlers():
             fallback = logging.StreamHandler()
             fallback.setFormatter(logging.Formatter(FALLBACK_FORMAT))
             app_logger.addHandler(fallback)

@@ -26,6 +26,7 @@ from typing import Any
 
 import redis
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.core.management.color import Style
@@ -59,6 +60,7 @@ class Info:
     level: str
     audience: str
     for_user: bool  # whether the --user user is in its audience (True without --user)
+    target: str  # the audience in words: "alice", "group demo-team", "staff", "all"
 
 
 class Lookup:
@@ -95,7 +97,14 @@ class Lookup:
         for_user = True
         if self.user_pk is not None:
             for_user = audience_queryset(row).filter(pk=self.user_pk).exists()
-        return Info(row.pk, row.title, row.level, row.audience, for_user)
+        if row.audience == "user" and row.recipient_id is not None:
+            target = self.username(str(row.recipient_id))
+        elif row.audience == "group" and row.group_id is not None:
+            group = Group.objects.filter(pk=row.group_id).values_list("name", flat=True).first()
+            target = f"group {group or row.group_id}"
+        else:
+            target = row.audience
+        return Info(row.pk, row.title, row.level, row.audience, for_user, target)
 
     def username(self, pk: str) -> str:
         """Return the username of the user ``pk`` (``pk`` itself when it cannot be found)."""
@@ -202,7 +211,7 @@ class Formatter:
             count = plural(recipients, "recipient") if isinstance(recipients, int) else "?"
             return f"{audience}, {count}"
         if event == "created":
-            return f"for {first.audience}" if first is not None else ""
+            return f"for {first.target}" if first is not None else ""
         if "user" in message:
             text = f"{self.lookup.username(str(message['user']))}, {plural(len(ids), 'item')}"
             if event == "snoozed" and message.get("until"):
@@ -265,7 +274,7 @@ class Command(BaseCommand):
         finally:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
-        self.say("Stopped.")
+        self.say("watch_notifications stopped.")
 
     def configure(
         self, *, user: str | None = None, level: str | None = None, as_json: bool = False

@@ -1,6 +1,11 @@
 """``manage.py run_stack``: the whole demo on one machine: Redis if needed, daphne, the listener.
 
-``make run`` calls it after ``migrate`` and ``seed_demo``. Environment:
+``make run`` calls it. It checks first and changes things after: the port must be free and a
+Redis must answer (or start) before it migrates the database and seeds the demo users
+(``seed_demo``: created once, left alone afterwards, so a restart logs nobody out). The
+console shows the pipeline: ``watch_notifications`` prints a line per event (created,
+dispatched, delivered, read, …), the listener only its warnings, and daphne's access log
+leaves out static files. Environment:
 
 - ``REDIS_URL`` (default ``redis://127.0.0.1:6379/0``) is used if it answers. Otherwise, if
   ``redis-server`` is installed, a private one is started on a free port and handed to the
@@ -14,18 +19,26 @@ processes themselves are started and stopped by ``notifyproject.demo.supervisor`
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import signal
+import subprocess
 import sys
-from typing import Any
+import threading
+from typing import IO, Any
 
+from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
+from django.db import DEFAULT_DB_ALIAS, connections
+from django.db.migrations.executor import MigrationExecutor
 
 from notifyproject.demo import supervisor
 from notifyproject.demo.management.commands.seed_demo import (
     DEMO_GROUP,
     DEMO_GROUP_MEMBERS,
     DEMO_USERS,
+    seed,
 )
 
 SETTINGS_MODULE = "notifyproject.settings"
@@ -34,6 +47,47 @@ STOP_GRACE_SECONDS = 5.0
 REDIS_START_SECONDS = 10.0
 # The first request of a cold daphne imports the whole project.
 HTTP_START_SECONDS = 60.0
+# daphne's access-log lines left off the console: a page load is a dozen static GETs, which
+# would bury the pipeline's lines (the issue counted 238 of them to 38 dispatches).
+QUIET_REQUESTS = re.compile(r'"(?:GET|HEAD) (?:/static/|/favicon\.ico)')
+
+
+def copy_access_log(stream: IO[bytes], out: IO[str]) -> None:
+    """Copy daphne's access log to ``out``, less the static files; returns at EOF."""
+    for raw in stream:
+        line = raw.decode("utf-8", "replace")
+        if not QUIET_REQUESTS.search(line):
+            out.write(line)
+            out.flush()
+
+
+def prepare_database() -> None:
+    """Migrate, then create the demo users and group if they are missing (never reset)."""
+    connection = connections[DEFAULT_DB_ALIAS]
+    executor = MigrationExecutor(connection)
+    pending = executor.migration_plan(executor.loader.graph.leaf_nodes())
+    if pending:
+        say(f"Applying {len(pending)} migration(s).")
+        call_command("migrate", interactive=False, verbosity=0)
+    # Seeding a new user sends its welcome notification before any listener runs: the
+    # publisher's "no listener is subscribed" (or, with a private Redis this process does
+    # not use, "could not publish") is expected here, and the listener's first sweep
+    # dispatches it.
+    publisher_logger = logging.getLogger("notifications.publisher")
+    level = publisher_logger.level
+    publisher_logger.setLevel(logging.ERROR)
+    try:
+        done = seed()
+    finally:
+        publisher_logger.setLevel(level)
+    if done.created:
+        say(f"Created the demo users {', '.join(done.created)}.")
+    if done.left_alone:
+        say(
+            f"Demo users {', '.join(done.left_alone)} exist; left as they are (so nobody is "
+            "logged out). manage.py seed_demo --reset restores the demo passwords."
+        )
+    connection.close()  # the children open their own; this process sleeps from here on
 
 
 def say(message: str) -> None:
@@ -88,6 +142,8 @@ def banner(host: str, port: int, redis_url: str, private_redis: bool) -> str:
         "  Try it: log in as alice in one window, as admin in another, and send a\n"
         "  notification from /admin/ or, in another terminal:\n"
         f"    {prefix}python manage.py send_notification --user alice --title Hi\n\n"
+        "  Below: a line per pipeline event (created, dispatched, delivered, read, …)\n"
+        "  from manage.py watch_notifications, and the pages daphne serves.\n"
         "  Ctrl-C stops everything.\n"
         f"{rule}\n"
     )
@@ -96,7 +152,8 @@ def banner(host: str, port: int, redis_url: str, private_redis: bool) -> str:
 class Command(BaseCommand):
     help = (
         "Run the demo stack: Redis (a private redis-server if none answers at REDIS_URL), "
-        "daphne on HOST:PORT (default 127.0.0.1:8000) and the listener. Ctrl-C stops all."
+        "then migrate and seed the demo users (once), daphne on HOST:PORT (default "
+        "127.0.0.1:8000), the listener and watch_notifications. Ctrl-C stops all."
     )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -145,10 +202,32 @@ class Command(BaseCommand):
         if stack.stopping():
             return self.stopped(stack)
 
-        daphne = supervisor.start_daphne(port, host=host, wait=False, **child)
+        # Only now, with the port free and Redis answering, is anything changed.
+        prepare_database()
+        if stack.stopping():
+            return self.stopped(stack)
+
+        # The watcher first, so it sees the first events; its lines are the console's.
+        watcher = supervisor.spawn(
+            "watcher (manage.py watch_notifications)",
+            supervisor.watcher_command(),
+            **child,
+        )
+        stack.add(watcher)
+        daphne = supervisor.start_daphne(
+            port, host=host, wait=False, stdout=subprocess.PIPE, **child
+        )
         stack.add(daphne)
+        assert daphne.popen.stdout is not None  # noqa: S101 - piped just above
+        threading.Thread(
+            target=copy_access_log,
+            args=(daphne.popen.stdout, sys.stdout),
+            name="daphne access log",
+            daemon=True,
+        ).start()
+        # Warnings only (-v 0): the watcher already prints a line per dispatch.
         listener = supervisor.start_listener(
-            name="listener (manage.py listen_notifications)", wait=False, **child
+            name="listener (manage.py listen_notifications)", wait=False, verbosity=0, **child
         )
         stack.add(listener)
         ready = supervisor.wait_until_ready(
