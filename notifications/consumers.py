@@ -206,13 +206,20 @@ class NotificationConsumer(AsyncWebsocketConsumer):
         wanted = await agroups_for_user(self.user_id)
         if wanted is None:
             return False
-        if self.session_group:
-            wanted.add(self.session_group)
-        await self.hub.join_many(wanted - self.joined, self)
-        for group in self.joined - wanted:
-            await self.hub.leave(group, self)
-        self.joined = wanted
+        await self._move_to(wanted)
         return True
+
+    async def _move_to(self, groups: set[str]) -> None:
+        """Be in exactly ``groups`` (plus the session's): join the new, leave the old."""
+        wanted = groups | ({self.session_group} if self.session_group else set())
+        if wanted == self.joined:
+            return
+        added, removed = wanted - self.joined, self.joined - wanted
+        # Recorded first: whatever the join does, disconnect takes the socket out again.
+        self.joined = wanted
+        await self.hub.join_many(added, self)
+        for group in removed:
+            await self.hub.leave(group, self)
 
     async def send_json(self, content: dict[str, Any]) -> None:
         await self.send(text_data=json.dumps(content, separators=(",", ":")))
@@ -271,13 +278,7 @@ class NotificationConsumer(AsyncWebsocketConsumer):
             return
         # The pushes that move sockets between groups are best effort (a user's save does
         # not wait for a silent Redis): the groups read here are what counts.
-        wanted = state.groups | ({self.session_group} if self.session_group else set())
-        if wanted != self.joined:
-            added, removed = wanted - self.joined, self.joined - wanted
-            self.joined = wanted
-            await self.hub.join_many(added, self)
-            for group in removed:
-                await self.hub.leave(group, self)
+        await self._move_to(state.groups)
         await self.send_json(events.pong_frame(state.last_id, state.unread))
 
     def _zone(self) -> Any:
