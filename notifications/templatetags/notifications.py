@@ -8,6 +8,7 @@ from django import template
 from django.conf import settings
 from django.shortcuts import resolve_url
 from django.urls import reverse
+from django.utils.crypto import salted_hmac
 from django.utils.http import urlencode
 from django.utils.translation import gettext
 
@@ -46,8 +47,30 @@ def script_strings() -> dict[str, Any]:
         "desktopEnable": gettext("Enable desktop notifications"),
         "desktopDisable": gettext("Turn off desktop notifications"),
         "desktopBlocked": gettext("Desktop notifications are blocked in your browser settings."),
+        "actionsFor": gettext("Actions for %(title)s"),
+        "archive": gettext("Done"),
+        "snooze": gettext("Snooze"),
+        "markRead": gettext("Mark as read"),
+        "markUnread": gettext("Mark as unread"),
+        "snoozeUntil": gettext("Snooze until"),
+        "snoozeLater": gettext("Later today"),
+        "snoozeTomorrow": gettext("Tomorrow"),
+        "snoozeWeek": gettext("Next week"),
+        "snoozePick": gettext("Pick a time…"),
+        "snoozeSubmit": gettext("Snooze"),
+        "snoozeFuture": gettext("Pick a time in the future."),
+        "triageFailed": gettext("Could not change it. Please try again."),
         "levels": {str(value): str(label) for value, label in Level.choices},
     }
+
+
+def bell_key(user: Any) -> str:
+    """Return an opaque per-user key naming the tabs' shared channel and leader lock.
+
+    Two users of one browser (after a logout and a login) never share a channel, and the
+    key gives away nothing about the user: an HMAC of the pk under the site's secret.
+    """
+    return salted_hmac("notifications.bell.channel", str(user.pk)).hexdigest()[:32]
 
 
 @register.inclusion_tag("notifications/bell.html", takes_context=True)
@@ -70,5 +93,6 @@ def notification_bell(context: dict[str, Any]) -> dict[str, Any]:
         "ping_every_ms": int(conf.get().BELL_PING_INTERVAL * 1000),
         "max_sync": conf.get().MAX_SYNC,
         "ws_path": "/ws/notifications/",
+        "bell_key": bell_key(user),
         "strings": script_strings(),
     }

@@ -185,13 +185,19 @@ def test_dropdown_lists_the_latest_ten_and_works_with_the_keyboard(new_context):
     ]
     filler = [(f"Older notice {i}", "", "info", 60 * 24 * 10 + i) for i in range(7, 0, -1)]
     created = []
+    ages = []
     for title, body, level, minutes_ago in [*filler, *samples]:
-        item = notify(user, title, body=body, level=level, url="/notifications/")
-        Notification.objects.filter(pk=item.pk).update(
-            created_at=now - timedelta(minutes=minutes_ago)
-        )
-        created.append(item)
+        created.append(notify(user, title, body=body, level=level, url="/notifications/"))
+        ages.append(minutes_ago)
     wait_until(lambda: Delivery.objects.filter(user=user).count() == 12, what="12 deliveries")
+    wait_until(
+        lambda: not Notification.objects.filter(recipient=user, dispatched_at=None).exists(),
+        what="all 12 dispatched",
+    )
+    # Backdated after the listener dispatched them: the bell shows (and sorts by) arrival.
+    for item, minutes_ago in zip(created, ages, strict=True):
+        when = now - timedelta(minutes=minutes_ago)
+        Notification.objects.filter(pk=item.pk).update(created_at=when, dispatched_at=when)
     deliveries_mark_read(user, [created[-5].pk, *(n.pk for n in created[:7])])
 
     page = log_in(new_context(), user.username)
@@ -230,6 +236,11 @@ def test_dropdown_lists_the_latest_ten_and_works_with_the_keyboard(new_context):
     live = notify(user, "Alice mentioned you", body="@you can you review the release notes?")
     bell.expect_unread(5)
     expect(bell.toast(live.pk)).to_be_visible()
+    # Wide enough: the toast sits beside the open panel, never over it.
+    toast_box = bell.toast(live.pk).bounding_box()
+    panel_box = bell.panel.bounding_box()
+    assert toast_box and panel_box
+    assert toast_box["x"] + toast_box["width"] <= panel_box["x"]
     page.mouse.move(5, 5)
     screenshot(page, "bell.png", animations="disabled")
 

@@ -1,114 +1,91 @@
-/* notifyproject bell: one WebSocket per tab, a live unread badge, a dropdown of the latest
- * ten, toasts, opt-in desktop notifications, and several tabs kept in step.
+/* notifyproject bell: a live unread badge, a dropdown with per-row triage (Done, snooze, read /
+ * unread), toasts, opt-in desktop notifications — and one WebSocket per browser.
  *
- * Dependency-free, no build step. Notification text is only ever inserted with textContent.
+ * Dependency-free, no build step. Notification text is only ever inserted with textContent;
+ * icons are inline SVG built here from constant paths.
  * The protocol is described in DESIGN.md ("WebSocket protocol"); the page hooks
- * (data-notification-bell, -toggle, data-unread-count, data-notification-id, -mark-all) are a
- * contract with site authors and tests.
+ * (data-notification-bell, -toggle, data-unread-count, data-notification-id, -mark-all,
+ * -archive, -snooze, -unread, data-notification-toast) are a contract with site authors and
+ * tests.
  *
- * Unread count: the server's number (hello, read frames, the HTTP API) is the truth; a live
- * notification adds one. Items that arrive in answer to the sync sent right after a hello are
- * already in that hello's count and add nothing.
+ * One tab leads: it holds the Web Lock named for the user (the template tag renders an opaque
+ * per-user key), keeps the WebSocket and passes every server frame to the other tabs over a
+ * BroadcastChannel of the same name; they send their client frames through it. When the
+ * leader goes, the next waiting tab gets the lock at once, connects and syncs from the cursor
+ * it was told, so nothing is lost (and ids de-duplicate what comes twice). Without
+ * BroadcastChannel or navigator.locks every tab keeps its own socket, as before.
+ * The leader decides what is news and which tab shows its toast: the visible tab focused last;
+ * when no tab is visible, the leader toasts and, if the user opted in, shows the desktop
+ * pop-up — once per browser.
+ *
+ * Unread count: the server's number (hello, read/triage frames, the HTTP API) is the truth; a
+ * live notification adds one. Items that arrive in answer to the sync sent right after a hello
+ * are already in that hello's count and add nothing.
+ *
+ * On a page without [data-notification-bell] this script only defines window.NotificationBell
+ * (renderItem, formatTime, icon, send) for other scripts, e.g. the admin's preview.
  */
 (function () {
   "use strict";
 
-  var root = document.querySelector("[data-notification-bell]");
-  if (!root || root.hasAttribute("data-bell-ready")) return;
-  root.setAttribute("data-bell-ready", "");
+  // ---- shared by every page: icons, strings, rows, times -------------------------------
 
-  var $ = function (sel) { return root.querySelector(sel); };
-  var toggle = $("[data-notification-toggle]");
-  var badge = $("[data-unread-count]");
-  var panel = $("[data-notification-panel]");
-  var list = $("[data-notification-list]");
-  var loading = $("[data-notification-loading]");
-  var empty = $("[data-notification-empty]");
-  var markAllButton = $("[data-notification-mark-all]");
-  var status = $("[data-notification-status]");
-  var relogin = $("[data-notification-relogin]");
-  var desktopButton = $("[data-notification-desktop]");
-  var announcer = $("[data-notification-announcer]");
-  var toastBox = $("[data-notification-toasts]");
-  var stringsNode = document.getElementById(root.getAttribute("data-strings-id"));
-  var S = stringsNode ? JSON.parse(stringsNode.textContent) : {};
-  var lang = document.documentElement.lang || undefined;
+  var SVG_NS = "http://www.w3.org/2000/svg";
+  // 24×24 outline paths, drawn with currentColor, so they follow the text colour and never
+  // depend on the fonts installed.
+  var ICONS = {
+    bell: "M6 8a6 6 0 1 1 12 0c0 7 3 9 3 9H3s3-2 3-9M10.3 21a1.94 1.94 0 0 0 3.4 0",
+    info: "M12 22a10 10 0 1 0 0-20 10 10 0 0 0 0 20ZM12 16v-5M12 8h.01",
+    success: "M12 22a10 10 0 1 0 0-20 10 10 0 0 0 0 20ZM8 12.5l2.5 2.5L16 9.5",
+    warning: "M10.3 3.9 1.8 18a2 2 0 0 0 1.7 3h17a2 2 0 0 0 1.7-3L13.7 3.9a2 2 0 0 0-3.4 0ZM12 9v4M12 17h.01",
+    error: "M12 22a10 10 0 1 0 0-20 10 10 0 0 0 0 20ZM15 9l-6 6M9 9l6 6",
+    archive: "M20 6 9 17l-5-5",
+    unarchive: "M3 7v6h6M21 17a9 9 0 0 0-15-6.7L3 13",
+    snooze: "M12 22a9 9 0 1 0 0-18 9 9 0 0 0 0 18ZM12 9v4l2 2M5 3 2 6M22 6l-3-3",
+    read: "M22 11.1V12a10 10 0 1 1-5.9-9.1M22 4 12 14l-3-3",
+    unread: "M4 4h16a2 2 0 0 1 2 2v12a2 2 0 0 1-2 2H4a2 2 0 0 1-2-2V6a2 2 0 0 1 2-2ZM22 6l-10 7L2 6",
+    close: "M18 6 6 18M6 6l12 12",
+    calendar: "M8 2v4M16 2v4M3 10h18M5 4h14a2 2 0 0 1 2 2v14a2 2 0 0 1-2 2H5a2 2 0 0 1-2-2V6a2 2 0 0 1 2-2Z",
+    inbox: "M22 12h-6l-2 3h-4l-2-3H2M5.45 5.11 2 12v6a2 2 0 0 0 2 2h16a2 2 0 0 0 2-2v-6l-3.45-6.89A2 2 0 0 0 16.76 4H7.24a2 2 0 0 0-1.79 1.11Z"
+  };
 
-  var MAX_ITEMS = 10;             // the dropdown shows the latest ten; the inbox has the rest
-  var MAX_TOASTS = 3;             // more at once is noise; the rest are summed up in one toast
-  var TOAST_MS = 6000;            // long enough to read a title and a line
-  var BACKOFF_BASE = 500;         // first retry within half a second: most drops are blips
-  var BACKOFF_CAP = 30000;        // never wait more than 30 s between attempts
-  var THROTTLED_MIN = 15000;      // after 4429/4413 the server asked us to slow down
-  // Notice a silently dead connection, or a lost push, within ~40 s (tests set it shorter).
-  var PING_EVERY = Number(root.getAttribute("data-ping-every")) || 30000;
-  var PONG_WAIT = 10000;
-  var READ_CONFIRM_WAIT = 1500;   // how long a click waits for the server before following a link
-  var ACK_DELAY = 250;            // batch acks: at most four frames a second, whatever arrives
-  var MAX_IDS = 500;              // the server's per-frame cap (NOTIFICATIONS["MAX_IDS"])
-  var STABLE_AFTER = 5000;        // a socket up this long resets the backoff
-  var SYNC_GAP = 2000;            // flicking between tabs must not flood the server with syncs
-  var DESKTOP_KEY = "notifyproject.bell.desktop";
-
-  var items = new Map();          // id -> serialized notification
-  // The sync cursor: the last id of the last `missed` answer (the server's dispatch order).
-  // Only sync answers move it — a push that arrives after a lost one must not carry the
-  // cursor past the hole.
-  var lastId = null;
-  var MAX_SYNC = Number(root.getAttribute("data-max-sync")) || 200;
-  var unread = Number(badge.getAttribute("data-unread-count")) || 0;
-  var loaded = false;             // the first list has arrived
-  var socket = null;
-  var attempt = 0;
-  var retryTimer = null;
-  var pingTimer = null;
-  var pongTimer = null;
-  var stableTimer = null;
-  var stopped = false;
-  var greeted = false;            // a hello has arrived on some connection of this page
-  var syncQueue = [];             // per sync in flight: {counted: a hello or pong already
-                                  // counted its items, since: the cursor it was sent with}
-  var readWaiters = [];
-  var lastVisibleSync = 0;
-  var originalTitle = document.title.replace(/^\(\d+\+?\) /, "");
-
-  // Test hook, off unless the page set window.__nbellTestHooks = true before this script ran
-  // (the fault and browser tests do, with an init script): a frozen, read-only view of what
-  // this bell holds — every id (the dropdown shows ten), which came by push and which by
-  // sync, the sync cursor. It changes nothing and shows nothing the user's own API does not.
-  var seen = null;                // only with the hook on: {push: Set, sync: Set, twice: N}
-  var gapSyncs = 0;               // syncs sent because a pong named an id past the cursor
-  if (window.__nbellTestHooks === true && !window.__nbell) {
-    seen = { push: new Set(), sync: new Set(), twice: 0 };
-    window.__nbell = Object.freeze({
-      state: function () {
-        return {
-          ids: Array.from(items.keys()),
-          pushed: Array.from(seen.push),
-          synced: Array.from(seen.sync),
-          duplicatePushes: seen.twice,
-          cursor: lastId,
-          unread: unread,
-          gapSyncs: gapSyncs,
-          connected: !!(socket && socket.readyState === WebSocket.OPEN)
-        };
-      }
-    });
+  /* Return a fresh inline <svg> for ``name`` (aria-hidden: the control around it is named). */
+  function icon(name, size) {
+    var svg = document.createElementNS(SVG_NS, "svg");
+    var px = String(size || 18);
+    svg.setAttribute("class", "nbell-svg nbell-svg-" + (ICONS[name] ? name : "info"));
+    svg.setAttribute("width", px);
+    svg.setAttribute("height", px);
+    svg.setAttribute("viewBox", "0 0 24 24");
+    svg.setAttribute("fill", "none");
+    svg.setAttribute("stroke", "currentColor");
+    svg.setAttribute("stroke-width", "2");
+    svg.setAttribute("stroke-linecap", "round");
+    svg.setAttribute("stroke-linejoin", "round");
+    svg.setAttribute("aria-hidden", "true");
+    svg.setAttribute("focusable", "false");
+    var path = document.createElementNS(SVG_NS, "path");
+    path.setAttribute("d", ICONS[name] || ICONS.info);
+    svg.appendChild(path);
+    return svg;
   }
 
-  function arrivedVia(way, notifications) {
-    if (!seen) return;
-    notifications.forEach(function (n) {
-      if (!n || typeof n.id !== "number") return;
-      if (way === "push" && seen.push.has(n.id)) seen.twice += 1;
-      seen[way].add(n.id);
-    });
+  // English fallbacks; the template tag's json_script carries the translated ones.
+  var S = {
+    notifications: "Notifications", unread: "Unread", justNow: "just now",
+    levels: { info: "Info", success: "Success", warning: "Warning", error: "Error" }
+  };
+  function loadStrings(id) {
+    var node = id && document.getElementById(id);
+    if (!node) return;
+    try {
+      var given = JSON.parse(node.textContent);
+      Object.keys(given).forEach(function (key) { S[key] = given[key]; });
+    } catch (e) { /* keep the fallbacks */ }
   }
-
-  // ---- helpers -------------------------------------------------------------------------
 
   function t(key, params) {
-    var text = S[key] || key;
+    var text = typeof S[key] === "string" ? S[key] : key;
     if (params) {
       text = text.replace(/%\((\w+)\)s/g, function (m, name) {
         return name in params ? String(params[name]) : m;
@@ -146,6 +123,10 @@
     return /^(info|success|warning|error)$/.test(n.level) ? n.level : "info";
   }
 
+  /* When it reached the user (dispatch), which is what lists sort and show by. */
+  function whenOf(n) { return n.dispatched_at || n.created_at || ""; }
+
+  var lang = document.documentElement.lang || undefined;
   var rtf = window.Intl && Intl.RelativeTimeFormat
     ? new Intl.RelativeTimeFormat(lang, { numeric: "auto", style: "long" }) : null;
   var UNITS = [["minute", 60, 3600], ["hour", 3600, 86400], ["day", 86400, 604800],
@@ -173,6 +154,183 @@
     return isNaN(when) ? "" : new Date(when).toLocaleString(lang);
   }
 
+  /* The row markup, shared by the bell, the inbox's live rows and the admin's preview. */
+  function rowFor(n, interactive) {
+    var level = levelOf(n);
+    var li = el("li", "nbell-item nbell-level-" + level + (n.read ? "" : " is-unread"));
+    li.setAttribute("data-notification-id", String(n.id));
+    var href = safeUrl(n.url);
+    var link = el(href ? "a" : interactive ? "button" : "div", "nbell-link");
+    if (href) {
+      link.href = href;
+      if (!/^\//.test(href)) link.rel = "noopener noreferrer";
+    } else if (interactive) {
+      link.type = "button";
+    }
+    var badge = el("span", "nbell-level-icon");
+    badge.setAttribute("aria-hidden", "true");
+    badge.appendChild(icon(level, 18));
+    link.appendChild(badge);
+    var text = el("span", "nbell-text");
+    text.appendChild(el("span", "nbell-title", n.title));
+    var line = firstLine(n.body);
+    if (line) text.appendChild(el("span", "nbell-body", line));
+    var meta = el("span", "nbell-meta");
+    meta.appendChild(el("span", "nbell-level-label", (S.levels || {})[level] || level));
+    meta.appendChild(el("span", "nbell-sep", "·")).setAttribute("aria-hidden", "true");
+    var iso = whenOf(n);
+    var time = el("time", "nbell-time", relativeTime(iso));
+    time.setAttribute("datetime", iso);
+    time.title = absoluteTime(iso);
+    meta.appendChild(time);
+    text.appendChild(meta);
+    link.appendChild(text);
+    if (!n.read) {
+      var dot = el("span", "nbell-dot");
+      dot.appendChild(el("span", "nbell-sr", t("unread")));
+      link.appendChild(dot);
+    }
+    li.appendChild(link);
+    return li;
+  }
+
+  var bellImpl = null; // set below on a page with a bell
+  var publicApi = {
+    /* Send a client frame through this browser's socket (the leader's); false if not sent. */
+    send: function (frame) { return bellImpl ? bellImpl.send(frame) : false; },
+    renderItem: function (n) { return rowFor(n, false); },
+    formatTime: relativeTime,
+    icon: function (name) { return icon(name); }
+  };
+  if (!window.NotificationBell) window.NotificationBell = publicApi;
+
+  var root = document.querySelector("[data-notification-bell]");
+  if (!root || root.hasAttribute("data-bell-ready")) return;
+  root.setAttribute("data-bell-ready", "");
+  loadStrings(root.getAttribute("data-strings-id"));
+
+  // ---- the bell's elements -------------------------------------------------------------
+
+  var $ = function (sel) { return root.querySelector(sel); };
+  var toggle = $("[data-notification-toggle]");
+  var badge = $("[data-unread-count]");
+  var panel = $("[data-notification-panel]");
+  var list = $("[data-notification-list]");
+  var scroller = $("[data-notification-scroll]") || list;
+  var loading = $("[data-notification-loading]");
+  var empty = $("[data-notification-empty]");
+  var emptyUnread = $("[data-notification-empty-unread]");
+  var markAllButton = $("[data-notification-mark-all]");
+  var filterButtons = root.querySelectorAll("[data-notification-filter]");
+  var status = $("[data-notification-status]");
+  var relogin = $("[data-notification-relogin]");
+  var desktopButton = $("[data-notification-desktop]");
+  var announcer = $("[data-notification-announcer]");
+  var toastBox = $("[data-notification-toasts]");
+
+  var MAX_ITEMS = 10;             // the dropdown shows the latest ten; the inbox has the rest
+  var MAX_TOASTS = 3;             // more at once is noise; the rest are summed up in one toast
+  var TOAST_MS = 6000;            // long enough to read a title and a line
+  var BACKOFF_BASE = 500;         // first retry within half a second: most drops are blips
+  var BACKOFF_CAP = 30000;        // never wait more than 30 s between attempts
+  var THROTTLED_MIN = 15000;      // after 4429/4413 the server asked us to slow down
+  // Notice a silently dead connection, or a lost push, within ~40 s (tests set it shorter).
+  var PING_EVERY = Number(root.getAttribute("data-ping-every")) || 30000;
+  var PONG_WAIT = 10000;
+  var CONFIRM_WAIT = 1500;        // how long a change waits for the socket before asking HTTP
+  var ACK_DELAY = 250;            // batch acks: at most four frames a second, whatever arrives
+  var SEEN_DELAY = 1000;          // seen ids are batched too; nothing waits for them
+  var MAX_IDS = 500;              // the server's per-frame cap (NOTIFICATIONS["MAX_IDS"])
+  var STABLE_AFTER = 5000;        // a socket up this long resets the backoff
+  var SYNC_GAP = 2000;            // flicking between tabs must not flood the server with syncs
+  var DESKTOP_KEY = "notifyproject.bell.desktop";
+  var TZ_COOKIE = "tz";
+  var apiUrl = root.getAttribute("data-api-url") || "";
+
+  var items = new Map();          // id -> serialized notification, shown in the bell
+  var gone = new Map();           // id -> archived or snoozed here (restored by unarchive/unread)
+  // The sync cursor: the last id of the last `missed` answer (the server's dispatch order).
+  // Only sync answers move it — a push that arrives after a lost one must not carry the
+  // cursor past the hole. Followers keep the leader's, to carry on from it if they lead.
+  var lastId = null;
+  var MAX_SYNC = Number(root.getAttribute("data-max-sync")) || 200;
+  var unread = Number(badge.getAttribute("data-unread-count")) || 0;
+  var loaded = false;             // the first list has arrived
+  var filter = "all";             // the panel's All / Unread switch
+  var socket = null;
+  var attempt = 0;
+  var retryTimer = null;
+  var pingTimer = null;
+  var pongTimer = null;
+  var stableTimer = null;
+  var stopped = false;
+  var greeted = false;            // a hello has arrived on some connection of this page
+  var syncQueue = [];             // per sync in flight: {counted: a hello or pong already
+                                  // counted its items, since: the cursor it was sent with}
+  var waiters = [];               // changes waiting for the server's frame: {type, ids, done}
+  var lastVisibleSync = 0;
+  var toasted = new Set();        // ids this tab has shown a toast for
+  var snoozeOpenFor = null;       // the row whose snooze choices are open
+  var snoozePicking = false;
+  var originalTitle = document.title.replace(/^\(\d+\+?\) /, "");
+
+  // ---- one socket per browser: leader and followers ------------------------------------
+
+  var tabId = Math.random().toString(36).slice(2) + Date.now().toString(36);
+  var userKey = root.getAttribute("data-bell-key") || "";
+  var shared = !!(userKey && "BroadcastChannel" in window && navigator.locks &&
+                  typeof navigator.locks.request === "function");
+  var role = shared ? "follower" : "solo"; // "leader" once this tab holds the lock
+  var channel = null;
+  var leaderLock = "notifyproject-bell-leader:" + userKey;
+  var tabLockPrefix = "notifyproject-bell-tab:" + userKey + ":";
+  var releaseLeader = null;
+  var leaderState = "connecting";  // a follower's view of the leader's connection
+  var socketsOpened = 0;
+  var peers = new Map();          // tab id -> {tab, visible, focused, at}
+  var focusedAt = document.visibilityState === "visible" ? Date.now() : 0;
+
+  function owner() { return role !== "follower"; }
+
+  // Test hook, off unless the page set window.__nbellTestHooks = true before this script ran
+  // (the fault and browser tests do, with an init script): a frozen, read-only view of what
+  // this bell holds — every id (the dropdown shows ten), which came by push and which by
+  // sync, the sync cursor, its role. It changes nothing and shows nothing the user's own API
+  // does not.
+  var seen = null;                // only with the hook on: {push: Set, sync: Set, twice: N}
+  var gapSyncs = 0;               // syncs sent because a pong named an id past the cursor
+  if (window.__nbellTestHooks === true && !window.__nbell) {
+    seen = { push: new Set(), sync: new Set(), twice: 0 };
+    window.__nbell = Object.freeze({
+      state: function () {
+        return {
+          ids: Array.from(items.keys()),
+          pushed: Array.from(seen.push),
+          synced: Array.from(seen.sync),
+          duplicatePushes: seen.twice,
+          cursor: lastId,
+          unread: unread,
+          gapSyncs: gapSyncs,
+          connected: owner() ? !!(socket && socket.readyState === WebSocket.OPEN)
+            : leaderState === "open",
+          role: role,
+          tab: tabId,
+          socketsOpened: socketsOpened,
+          toasted: Array.from(toasted)
+        };
+      }
+    });
+  }
+
+  function arrivedVia(way, notifications) {
+    if (!seen) return;
+    notifications.forEach(function (n) {
+      if (!n || typeof n.id !== "number") return;
+      if (way === "push" && seen.push.has(n.id)) seen.twice += 1;
+      seen[way].add(n.id);
+    });
+  }
+
   function announce(text) {
     // Clear first so the same words twice are announced twice.
     announcer.textContent = "";
@@ -184,6 +342,29 @@
     try {
       document.dispatchEvent(new CustomEvent("notifications:" + name, { detail: detail }));
     } catch (e) { /* very old browser */ }
+  }
+
+  function post(message) {
+    if (!channel) return;
+    message.from = tabId;
+    try { channel.postMessage(message); } catch (e) { /* closed */ }
+  }
+
+  // ---- time zone -----------------------------------------------------------------------
+
+  /* Tell the server the browser's zone (TimezoneMiddleware reads the cookie per request). */
+  function rememberZone() {
+    var zone;
+    try { zone = Intl.DateTimeFormat().resolvedOptions().timeZone; } catch (e) { return; }
+    if (!zone) return;
+    var match = document.cookie.match(/(?:^|;\s*)tz=([^;]*)/);
+    var current = null;
+    if (match) {
+      try { current = decodeURIComponent(match[1]); } catch (e) { current = null; }
+    }
+    if (current === zone) return;
+    document.cookie = TZ_COOKIE + "=" + encodeURIComponent(zone) + "; path=/; max-age=31536000" +
+      "; SameSite=Lax" + (window.location.protocol === "https:" ? "; Secure" : "");
   }
 
   // ---- unread count --------------------------------------------------------------------
@@ -201,81 +382,266 @@
 
   // ---- the list ------------------------------------------------------------------------
 
-  /* Store a notification; return true if this page had not seen it before. */
+  function hiddenNow(n) {
+    if (n.archived) return true;
+    var until = n.snoozed_until ? Date.parse(n.snoozed_until) : NaN;
+    return !isNaN(until) && until > Date.now();
+  }
+
+  /* Store a notification; return true if this page had not shown it before (or it came back
+   * from a snooze or the archive). */
   function remember(n) {
     if (!n || typeof n.id !== "number") return false;
+    if (hiddenNow(n)) {
+      items.delete(n.id);
+      gone.set(n.id, n);
+      return false;
+    }
     var known = items.get(n.id);
     if (known) {
       if (n.read && !known.read) known.read = true;
       return false;
     }
+    gone.delete(n.id);
     items.set(n.id, n);
     return true;
   }
 
+  function order(a, b) {
+    var x = Date.parse(whenOf(a)) || 0, y = Date.parse(whenOf(b)) || 0;
+    return y - x || b.id - a.id;
+  }
+
   function latest() {
     return Array.from(items.values())
-      .sort(function (a, b) { return b.id - a.id; })
+      .filter(function (n) { return filter === "all" || !n.read; })
+      .sort(order)
       .slice(0, MAX_ITEMS);
   }
 
+  function actionButton(name, attr, label, iconName) {
+    var button = el("button", "nbell-action nbell-action-" + name);
+    button.type = "button";
+    button.setAttribute(attr, "");
+    button.setAttribute("data-action", name);
+    button.setAttribute("aria-label", label);
+    button.title = label;
+    button.appendChild(icon(iconName, 16));
+    return button;
+  }
+
   function buildItem(n) {
-    var level = levelOf(n);
-    var li = el("li", "nbell-item nbell-level-" + level + (n.read ? "" : " is-unread"));
-    li.setAttribute("data-notification-id", String(n.id));
+    var li = rowFor(n, true);
+    var link = li.querySelector(".nbell-link");
+    link.setAttribute("data-action", "open");
     var href = safeUrl(n.url);
-    var link = el(href ? "a" : "button", "nbell-link");
-    if (href) {
-      link.href = href;
-      if (!/^\//.test(href)) link.rel = "noopener noreferrer";
-    } else {
-      link.type = "button";
-    }
-    link.appendChild(el("span", "nbell-level-icon")).setAttribute("aria-hidden", "true");
-    var text = el("span", "nbell-text");
-    text.appendChild(el("span", "nbell-title", n.title));
-    var line = firstLine(n.body);
-    if (line) text.appendChild(el("span", "nbell-body", line));
-    var meta = el("span", "nbell-meta");
-    meta.appendChild(el("span", "nbell-level-label", (S.levels || {})[level] || level));
-    meta.appendChild(el("span", "nbell-sep", "·")).setAttribute("aria-hidden", "true");
-    var time = el("time", "nbell-time", relativeTime(n.created_at));
-    time.setAttribute("datetime", n.created_at || "");
-    time.title = absoluteTime(n.created_at);
-    meta.appendChild(time);
-    text.appendChild(meta);
-    link.appendChild(text);
-    if (!n.read) {
-      var dot = el("span", "nbell-dot");
-      dot.appendChild(el("span", "nbell-sr", t("unread")));
-      link.appendChild(dot);
-    }
     link.addEventListener("click", function (event) { activate(n, event); });
     link.addEventListener("auxclick", function (event) {
       if (event.button === 1 && href && !n.read) markRead([n.id]); // middle click: new tab
     });
-    li.appendChild(link);
+    var actions = el("div", "nbell-actions");
+    actions.setAttribute("role", "group");
+    actions.setAttribute("aria-label", t("actionsFor", { title: n.title }));
+    var done = actionButton("archive", "data-notification-archive", t("archive"), "archive");
+    done.addEventListener("click", function () { triage("archive", [n.id]); });
+    var snooze = actionButton("snooze", "data-notification-snooze", t("snooze"), "snooze");
+    var menuId = "nbell-snooze-" + n.id;
+    snooze.setAttribute("aria-expanded", String(snoozeOpenFor === n.id));
+    snooze.setAttribute("aria-controls", menuId);
+    snooze.addEventListener("click", function () {
+      snoozePicking = false;
+      snoozeOpenFor = snoozeOpenFor === n.id ? null : n.id;
+      render();
+      var first = list.querySelector("#" + menuId + " button");
+      if (first) first.focus();
+    });
+    var readToggle = n.read
+      ? actionButton("unread", "data-notification-unread", t("markUnread"), "unread")
+      : actionButton("read", "data-notification-read", t("markRead"), "read");
+    readToggle.addEventListener("click", function () {
+      if (n.read) triage("unread", [n.id]); else markRead([n.id]);
+    });
+    actions.appendChild(done);
+    actions.appendChild(snooze);
+    actions.appendChild(readToggle);
+    li.appendChild(actions);
+    if (snoozeOpenFor === n.id) {
+      li.setAttribute("data-snooze-open", "");
+      li.appendChild(snoozeMenu(n, menuId));
+    }
     return li;
   }
 
+  // ---- snooze choices ------------------------------------------------------------------
+
+  function pad(n) { return (n < 10 ? "0" : "") + n; }
+
+  /* ISO 8601 in the browser's zone, with its offset (what the server parses). */
+  function isoLocal(date) {
+    var offset = -date.getTimezoneOffset();
+    var sign = offset >= 0 ? "+" : "-";
+    var abs = Math.abs(offset);
+    return date.getFullYear() + "-" + pad(date.getMonth() + 1) + "-" + pad(date.getDate()) +
+      "T" + pad(date.getHours()) + ":" + pad(date.getMinutes()) + ":" + pad(date.getSeconds()) +
+      sign + pad(Math.floor(abs / 60)) + ":" + pad(abs % 60);
+  }
+
+  function inputValue(date) {
+    return isoLocal(date).slice(0, 19);
+  }
+
+  function snoozeChoices(now) {
+    var later = new Date(now.getTime() + 3 * 3600 * 1000);
+    var tomorrow = new Date(now.getFullYear(), now.getMonth(), now.getDate() + 1, 9, 0, 0);
+    var toMonday = (8 - now.getDay()) % 7 || 7; // getDay: Sunday = 0
+    var week = new Date(now.getFullYear(), now.getMonth(), now.getDate() + toMonday, 9, 0, 0);
+    return [["later", t("snoozeLater"), later], ["tomorrow", t("snoozeTomorrow"), tomorrow],
+            ["week", t("snoozeWeek"), week]];
+  }
+
+  function whenLabel(date, now) {
+    var sameDay = date.toDateString() === now.toDateString();
+    var options = sameDay ? { hour: "numeric", minute: "2-digit" }
+      : { weekday: "short", hour: "numeric", minute: "2-digit" };
+    try { return date.toLocaleString(lang, options); } catch (e) { return date.toString(); }
+  }
+
+  function snoozeMenu(n, menuId) {
+    var box = el("div", "nbell-snooze");
+    box.id = menuId;
+    box.setAttribute("role", "group");
+    box.setAttribute("aria-label", t("snoozeUntil"));
+    var now = new Date();
+    snoozeChoices(now).forEach(function (choice) {
+      var button = el("button", "nbell-snooze-choice");
+      button.type = "button";
+      button.setAttribute("data-snooze-choice", choice[0]);
+      button.setAttribute("data-action", "snooze-" + choice[0]);
+      button.appendChild(el("span", "nbell-snooze-label", choice[1]));
+      button.appendChild(el("span", "nbell-snooze-when", whenLabel(choice[2], now)));
+      button.addEventListener("click", function () { snooze(n.id, choice[2]); });
+      box.appendChild(button);
+    });
+    var pick = el("button", "nbell-snooze-choice");
+    pick.type = "button";
+    pick.setAttribute("data-snooze-choice", "pick");
+    pick.setAttribute("data-action", "snooze-pick");
+    pick.setAttribute("aria-expanded", String(snoozePicking));
+    pick.appendChild(icon("calendar", 16));
+    pick.appendChild(el("span", "nbell-snooze-label", t("snoozePick")));
+    pick.addEventListener("click", function () {
+      snoozePicking = !snoozePicking;
+      render();
+      var input = list.querySelector("#" + menuId + " input");
+      if (input) input.focus();
+    });
+    box.appendChild(pick);
+    if (snoozePicking) {
+      var form = el("form", "nbell-snooze-pick");
+      var label = el("label", "nbell-snooze-pick-label");
+      var inputId = menuId + "-at";
+      label.setAttribute("for", inputId);
+      label.textContent = t("snoozeUntil");
+      var input = el("input", "nbell-snooze-input");
+      input.type = "datetime-local";
+      input.id = inputId;
+      input.step = "1";
+      input.required = true;
+      input.min = inputValue(now).slice(0, 16);
+      input.value = inputValue(new Date(now.getTime() + 3600 * 1000)).slice(0, 16);
+      input.setAttribute("data-action", "snooze-input");
+      input.setAttribute("data-snooze-input", "");
+      var submit = el("button", "nbell-snooze-submit", t("snoozeSubmit"));
+      submit.type = "submit";
+      submit.setAttribute("data-action", "snooze-submit");
+      submit.setAttribute("data-snooze-submit", "");
+      var error = el("p", "nbell-snooze-error");
+      error.setAttribute("role", "alert");
+      form.appendChild(label);
+      form.appendChild(input);
+      form.appendChild(submit);
+      form.appendChild(error);
+      form.addEventListener("submit", function (event) {
+        event.preventDefault();
+        // datetime-local has no zone: it is the browser's, which new Date() assumes too.
+        var when = input.value ? new Date(input.value) : null;
+        if (!when || isNaN(when.getTime()) || when.getTime() <= Date.now()) {
+          error.textContent = t("snoozeFuture");
+          input.focus();
+          return;
+        }
+        snooze(n.id, when);
+      });
+      box.appendChild(form);
+    }
+    return box;
+  }
+
+  function closeSnooze(returnFocus) {
+    var id = snoozeOpenFor;
+    if (id === null) return false;
+    snoozeOpenFor = null;
+    snoozePicking = false;
+    render();
+    if (returnFocus) {
+      var button = list.querySelector('[data-notification-id="' + id + '"] [data-notification-snooze]');
+      if (button) button.focus();
+    }
+    return true;
+  }
+
+  function snooze(id, date) {
+    snoozeOpenFor = null;
+    snoozePicking = false;
+    triage("snooze", [id], isoLocal(date));
+  }
+
+  // ---- rendering -----------------------------------------------------------------------
+
   function render() {
-    var focusedId = null;
+    var focus = null;
     if (list.contains(document.activeElement)) {
       var holder = document.activeElement.closest("[data-notification-id]");
-      if (holder) focusedId = holder.getAttribute("data-notification-id");
+      if (holder) {
+        focus = { id: holder.getAttribute("data-notification-id"),
+                  action: document.activeElement.getAttribute("data-action") || "open" };
+      }
     }
+    var scrollTop = scroller.scrollTop;
+    var picked = list.querySelector("[data-snooze-input]");
+    var pickedValue = picked ? picked.value : null;
     var shown = latest();
+    if (snoozeOpenFor !== null && !items.has(snoozeOpenFor)) snoozeOpenFor = null;
     var fragment = document.createDocumentFragment();
     shown.forEach(function (n) { fragment.appendChild(buildItem(n)); });
     list.textContent = "";
     list.appendChild(fragment);
+    var picker = list.querySelector("[data-snooze-input]");
+    if (picker && pickedValue !== null) picker.value = pickedValue;
+    scroller.scrollTop = scrollTop;
     loading.hidden = loaded;
-    empty.hidden = !loaded || shown.length > 0;
+    var anything = items.size > 0;
+    empty.hidden = !loaded || shown.length > 0 || (filter === "unread" && anything && !!emptyUnread);
+    if (emptyUnread) emptyUnread.hidden = !loaded || shown.length > 0 || filter !== "unread" || !anything;
     list.hidden = shown.length === 0;
-    if (focusedId !== null) {
-      var again = list.querySelector('[data-notification-id="' + focusedId + '"] .nbell-link');
-      if (again) again.focus();
+    if (focus !== null) {
+      var row = list.querySelector('[data-notification-id="' + focus.id + '"]');
+      var target = row && (row.querySelector('[data-action="' + focus.action + '"]') ||
+                           row.querySelector(".nbell-link"));
+      if (target) target.focus();
     }
+    updateScrollHints();
+    if (isOpen()) markSeen(shown.map(function (n) { return n.id; }));
+  }
+
+  function updateScrollHints() {
+    var box = scroller.parentNode && scroller.parentNode.classList &&
+      scroller.parentNode.classList.contains("nbell-scroll") ? scroller.parentNode : null;
+    if (!box) return;
+    var above = scroller.scrollTop > 1;
+    var below = scroller.scrollTop + scroller.clientHeight < scroller.scrollHeight - 1;
+    box.classList.toggle("has-above", above);
+    box.classList.toggle("has-below", below);
   }
 
   function refreshTimes() {
@@ -284,9 +650,24 @@
     });
   }
 
+  function setFilter(value) {
+    filter = value === "unread" ? "unread" : "all";
+    Array.prototype.forEach.call(filterButtons, function (button) {
+      button.setAttribute("aria-pressed",
+        String(button.getAttribute("data-notification-filter") === filter));
+    });
+    snoozeOpenFor = null;
+    render();
+  }
+
   // ---- talking to the server -----------------------------------------------------------
 
   function send(frame) {
+    if (!owner()) {
+      if (leaderState !== "open") return false;
+      post({ k: "send", frame: frame });
+      return true;
+    }
     if (socket && socket.readyState === WebSocket.OPEN) {
       try {
         socket.send(JSON.stringify(frame));
@@ -322,6 +703,31 @@
     }
   }
 
+  /* Ids shown in an open dropdown or a toast, batched, each told once. */
+  var seenSent = new Set();
+  var seenQueue = [];
+  var seenTimer = null;
+  function markSeen(ids) {
+    ids.forEach(function (id) {
+      if (seenSent.has(id)) return;
+      seenSent.add(id);
+      seenQueue.push(id);
+    });
+    if (seenQueue.length && seenTimer === null) seenTimer = window.setTimeout(flushSeen, SEEN_DELAY);
+  }
+
+  function flushSeen() {
+    window.clearTimeout(seenTimer);
+    seenTimer = null;
+    while (seenQueue.length) {
+      if (!send({ type: "seen", ids: seenQueue.slice(0, MAX_IDS) })) {
+        seenTimer = window.setTimeout(flushSeen, SEEN_DELAY * 5);
+        return;
+      }
+      seenQueue.splice(0, MAX_IDS);
+    }
+  }
+
   function csrfToken() {
     var match = document.cookie.match(/(?:^|;\s*)csrftoken=([^;]+)/);
     if (match) return decodeURIComponent(match[1]);
@@ -329,8 +735,8 @@
     return field ? field.value : "";
   }
 
-  function postRead(body) {
-    return fetch(root.getAttribute("data-read-url"), {
+  function postJson(url, body) {
+    return fetch(url, {
       method: "POST",
       credentials: "same-origin",
       keepalive: true, // survives the navigation that often follows a click
@@ -340,8 +746,39 @@
       if (!response.ok) throw new Error("HTTP " + response.status);
       return response.json();
     }).then(function (data) {
-      if (typeof data.unread === "number") setUnread(data.unread);
+      if (data && typeof data.unread === "number") setUnread(data.unread);
+      return data;
     });
+  }
+
+  /* Wait for the server's frame of ``type`` naming any of ``ids`` (null: any frame of the
+   * type); resolve true on it, false after CONFIRM_WAIT. */
+  function confirmed(type, ids) {
+    return new Promise(function (resolve) {
+      var waiter = { type: type, ids: ids, done: function () { resolve(true); } };
+      waiter.timer = window.setTimeout(function () {
+        waiters = waiters.filter(function (w) { return w !== waiter; });
+        resolve(false);
+      }, CONFIRM_WAIT);
+      waiters.push(waiter);
+    });
+  }
+
+  function settle(type, ids) {
+    var keep = [];
+    waiters.forEach(function (w) {
+      var hit = w.type === type && (w.ids === null || !ids ||
+        w.ids.some(function (id) { return ids.indexOf(id) >= 0; }));
+      if (hit) { window.clearTimeout(w.timer); w.done(); } else keep.push(w);
+    });
+    waiters = keep;
+  }
+
+  /* Send ``frame`` over the socket; if no answer comes, POST ``body`` to ``url`` (the socket
+   * may be silently dead). Resolves when either got through; rejects when neither did. */
+  function deliver(frame, answer, ids, url, body) {
+    var wait = send(frame) ? confirmed(answer, ids) : Promise.resolve(false);
+    return wait.then(function (ok) { return ok ? null : postJson(url, body); });
   }
 
   /* Mark read (ids, or all when ids is null): shown at once, confirmed by the server.
@@ -355,38 +792,83 @@
     });
     setUnread(ids === null ? 0 : unread - changed.length);
     render();
+    var frame = ids === null ? { type: "read_all" } : { type: "read", ids: ids };
     var body = ids === null ? { all: true } : { ids: ids };
-    var fallback = function () {
-      return postRead(body).catch(function () {
+    return deliver(frame, "read", null, root.getAttribute("data-read-url"), body)
+      .catch(function () {
         // Neither the socket nor HTTP got through: show things as they still are.
         changed.forEach(function (n) { n.read = false; });
         setUnread(before);
         render();
         toast(null, t("readFailed"), "error");
       });
-    };
-    if (!send(ids === null ? { type: "read_all" } : { type: "read", ids: ids })) return fallback();
-    return new Promise(function (resolve) {
-      var waiter = { done: resolve };
-      waiter.timer = window.setTimeout(function () {
-        readWaiters = readWaiters.filter(function (w) { return w !== waiter; });
-        fallback().then(resolve, resolve);
-      }, READ_CONFIRM_WAIT);
-      readWaiters.push(waiter);
+  }
+
+  var ANSWERS = { archive: "archived", unarchive: "unarchived", unread: "unread", snooze: "snoozed" };
+
+  /* Archive, unarchive, mark unread or snooze ``ids`` here at once; the server's frame (to
+   * every tab) confirms it, HTTP is the fallback, and a change neither took is undone. */
+  function triage(kind, ids, until) {
+    var before = unread;
+    var focusIndex = focusedRowIndex();
+    var undo = [];
+    ids.forEach(function (id) {
+      var n = items.get(id) || gone.get(id);
+      if (!n) return;
+      undo.push({ n: n, read: n.read, archived: n.archived, snoozed: n.snoozed_until,
+                  shown: items.has(id) });
+      if (kind === "archive" || kind === "snooze") {
+        if (items.has(id) && !n.read) setUnread(unread - 1);
+        if (kind === "archive") n.archived = true; else n.snoozed_until = until;
+        items.delete(id);
+        gone.set(id, n);
+        if (seen) seen.push.delete(id);
+      } else if (kind === "unread") {
+        if (n.read || !items.has(id)) setUnread(unread + 1);
+        n.read = false;
+        n.archived = false;
+        n.snoozed_until = null;
+        gone.delete(id);
+        items.set(id, n);
+      } else if (kind === "unarchive") {
+        n.archived = false;
+        if (!items.has(id) && !n.read) setUnread(unread + 1);
+        gone.delete(id);
+        items.set(id, n);
+      }
+    });
+    render();
+    if (focusIndex !== null) focusRowAfterChange(focusIndex);
+    var frame = { type: kind, ids: ids };
+    var body = { ids: ids };
+    if (kind === "snooze") { frame.until = until; body.until = until; }
+    return deliver(frame, ANSWERS[kind], ids, apiUrl + kind + "/", body).catch(function () {
+      undo.forEach(function (u) {
+        u.n.read = u.read;
+        u.n.archived = u.archived;
+        u.n.snoozed_until = u.snoozed;
+        if (u.shown) { gone.delete(u.n.id); items.set(u.n.id, u.n); }
+        else { items.delete(u.n.id); gone.set(u.n.id, u.n); }
+      });
+      setUnread(before);
+      render();
+      toast(null, t("triageFailed"), "error");
     });
   }
 
-  function onReadFrame(msg) {
-    (msg.ids || []).forEach(function (id) {
-      var n = items.get(id);
-      if (n) n.read = true;
-    });
-    setUnread(msg.unread);
-    render();
-    var waiters = readWaiters;
-    readWaiters = [];
-    waiters.forEach(function (w) { window.clearTimeout(w.timer); w.done(); });
-    emit("read", { ids: msg.ids || [], unread: unread });
+  function focusedRowIndex() {
+    if (!list.contains(document.activeElement)) return null;
+    var row = document.activeElement.closest("[data-notification-id]");
+    var index = Array.prototype.indexOf.call(list.children, row);
+    return index < 0 ? null : index;
+  }
+
+  /* After a row left the list, keep the keyboard where it was: the row that took its place. */
+  function focusRowAfterChange(index) {
+    if (list.contains(document.activeElement)) return;
+    var all = links();
+    if (all.length) all[Math.min(index, all.length - 1)].focus();
+    else toggle.focus();
   }
 
   function activate(n, event) {
@@ -401,15 +883,127 @@
     if (href) done.then(function () { window.location.assign(href); });
   }
 
+  // ---- server frames every tab applies ---------------------------------------------------
+
+  function apply(msg) {
+    var ids = Array.isArray(msg.ids) ? msg.ids : [];
+    switch (msg.type) {
+      case "read":
+        ids.forEach(function (id) {
+          var n = items.get(id) || gone.get(id);
+          if (n) n.read = true;
+        });
+        if (!ids.length && msg.all) items.forEach(function (n) { n.read = true; });
+        emit("read", { ids: ids, unread: msg.unread });
+        break;
+      case "archived":
+      case "snoozed":
+        ids.forEach(function (id) {
+          var n = items.get(id) || gone.get(id);
+          if (!n) return;
+          if (msg.type === "archived") n.archived = true;
+          else n.snoozed_until = msg.until || n.snoozed_until;
+          items.delete(id);
+          gone.set(id, n);
+          if (seen) seen.push.delete(id);
+        });
+        break;
+      case "unarchived":
+      case "unread": {
+        var unknown = [];
+        ids.forEach(function (id) {
+          var n = items.get(id) || gone.get(id);
+          if (!n) { unknown.push(id); return; }
+          n.archived = false;
+          if (msg.type === "unread") { n.read = false; n.snoozed_until = null; }
+          if (!hiddenNow(n)) { gone.delete(id); items.set(id, n); }
+        });
+        if (unknown.length && owner()) fetchLatest(true);
+        break;
+      }
+      default:
+        return false;
+    }
+    if (typeof msg.unread === "number") setUnread(msg.unread);
+    settle(msg.type, ids);
+    return true;
+  }
+
   // ---- new notifications: toasts, announcements, desktop -------------------------------
+
+  /* News reached this tab (every tab hears of it; the toaster shows it). */
+  function heardNews(ids) {
+    var fresh = ids.map(function (id) { return items.get(id); }).filter(Boolean);
+    if (fresh.length) emit("new", { notifications: fresh, unread: unread });
+  }
+
+  /* The leader's choice: the visible tab focused last shows the toasts; when none is
+   * visible the leader does, and pops up the desktop notification. */
+  function chooseToaster(ids) {
+    if (!ids.length) return;
+    if (role === "solo") { showNews(ids, true); return; }
+    liveTabs(function (live) {
+      var best = null;
+      peers.set(tabId, presence());
+      peers.forEach(function (p, id) {
+        if (live && id !== tabId && !live.has(id)) { peers.delete(id); return; }
+        if (!p.visible) return;
+        if (!best || (p.focused && !best.focused) ||
+            (p.focused === best.focused && (p.at > best.at || (p.at === best.at && p.tab > best.tab)))) {
+          best = p;
+        }
+      });
+      var toaster = best ? best.tab : tabId;
+      post({ k: "toast", ids: ids, toaster: toaster });
+      if (toaster === tabId) showNews(ids, !best);
+    });
+  }
+
+  function liveTabs(callback) {
+    if (!navigator.locks || typeof navigator.locks.query !== "function") { callback(null); return; }
+    navigator.locks.query().then(function (snapshot) {
+      var live = new Set();
+      (snapshot.held || []).concat(snapshot.pending || []).forEach(function (lock) {
+        if (lock.name && lock.name.indexOf(tabLockPrefix) === 0) {
+          live.add(lock.name.slice(tabLockPrefix.length));
+        }
+      });
+      callback(live);
+    }, function () { callback(null); });
+  }
+
+  function showNews(ids, nobodyLooks) {
+    var fresh = ids.map(function (id) { return items.get(id); })
+      .filter(function (n) { return n && !n.read && !toasted.has(n.id); });
+    if (!fresh.length) return;
+    fresh.forEach(function (n) { toasted.add(n.id); });
+    if (toastsCovered()) {
+      // The open panel lists them (and is in the way): no toast over it.
+      markSeen(fresh.map(function (n) { return n.id; }));
+    } else {
+      fresh.slice(-MAX_TOASTS).forEach(function (n) { toast(n); });
+      if (fresh.length > MAX_TOASTS) {
+        toast(null, t("moreNotifications", { count: fresh.length - MAX_TOASTS }));
+      }
+    }
+    if (nobodyLooks && owner()) fresh.forEach(desktop);
+    announce(fresh.length === 1
+      ? t("newNotification", { title: fresh[0].title })
+      : t("newNotifications", { count: fresh.length }));
+  }
 
   function toast(n, text, level) {
     while (toastBox.children.length >= MAX_TOASTS) toastBox.removeChild(toastBox.firstChild);
-    var box = el("div", "nbell-toast nbell-level-" + (n ? levelOf(n) : level || "info"));
+    var lvl = n ? levelOf(n) : level || "info";
+    var box = el("div", "nbell-toast nbell-level-" + lvl);
+    box.setAttribute("data-notification-toast", n ? String(n.id) : "");
     if (n) box.setAttribute("data-toast-id", String(n.id));
     var main = el(n ? "button" : "div", "nbell-toast-main");
     if (n) main.type = "button";
-    main.appendChild(el("span", "nbell-level-icon")).setAttribute("aria-hidden", "true");
+    var mark = el("span", "nbell-level-icon");
+    mark.setAttribute("aria-hidden", "true");
+    mark.appendChild(icon(lvl, 18));
+    main.appendChild(mark);
     var textBox = el("span", "nbell-text");
     textBox.appendChild(el("span", "nbell-title", n ? n.title : text));
     if (n && firstLine(n.body)) textBox.appendChild(el("span", "nbell-body", firstLine(n.body)));
@@ -418,7 +1012,7 @@
     var close = el("button", "nbell-toast-close");
     close.type = "button";
     close.setAttribute("aria-label", t("dismiss"));
-    close.appendChild(el("span", null, "×")).setAttribute("aria-hidden", "true");
+    close.appendChild(icon("close", 16));
     box.appendChild(close);
     box.appendChild(el("span", "nbell-toast-timer")).setAttribute("aria-hidden", "true");
 
@@ -447,7 +1041,34 @@
     if (n) main.addEventListener("click", function (event) { remove(); activate(n, event); });
     box.style.setProperty("--nbell-toast-ms", TOAST_MS + "ms");
     toastBox.appendChild(box);
+    placeToasts();
     run();
+    if (n) markSeen([n.id]);
+  }
+
+  /* Toasts never cover the open panel: beside it when there is room, else none at all. */
+  var TOAST_GAP = 12;
+  function toastsCovered() {
+    if (!isOpen()) return false;
+    var rect = panel.getBoundingClientRect();
+    var width = toastBox.offsetWidth || 352;
+    return rect.left < width + 2 * TOAST_GAP;
+  }
+
+  function placeToasts() {
+    if (!isOpen()) {
+      toastBox.style.right = "";
+      toastBox.hidden = false;
+      return;
+    }
+    if (toastsCovered()) {
+      toastBox.textContent = ""; // their rows are in the list that is now open
+      toastBox.hidden = true;
+      return;
+    }
+    toastBox.hidden = false;
+    var rect = panel.getBoundingClientRect();
+    toastBox.style.right = Math.max(0, window.innerWidth - rect.left + TOAST_GAP) + "px";
   }
 
   function desktopSupported() { return "Notification" in window; }
@@ -496,7 +1117,7 @@
     if (!desktopSupported() || !desktopOn || window.Notification.permission !== "granted") return;
     if (document.visibilityState !== "hidden") return;
     try {
-      // One tag per notification: several hidden tabs show it once.
+      // One tag per notification: should two browsers' leaders show it, it shows once.
       var shown = new window.Notification(n.title, {
         body: firstLine(n.body), tag: "notifyproject-" + n.id, lang: lang
       });
@@ -504,23 +1125,10 @@
     } catch (e) { /* e.g. mobile browsers that require a service worker */ }
   }
 
-  function arrived(fresh, counted) {
-    var unreadFresh = fresh.filter(function (n) { return !n.read; });
-    if (!counted) setUnread(unread + unreadFresh.length);
-    if (!unreadFresh.length) return;
-    unreadFresh.slice(-MAX_TOASTS).forEach(function (n) { toast(n); desktop(n); });
-    if (unreadFresh.length > MAX_TOASTS) {
-      toast(null, t("moreNotifications", { count: unreadFresh.length - MAX_TOASTS }));
-    }
-    announce(unreadFresh.length === 1
-      ? t("newNotification", { title: unreadFresh[0].title })
-      : t("newNotifications", { count: unreadFresh.length }));
-    emit("new", { notifications: unreadFresh, unread: unread });
-  }
-
-  // ---- frames --------------------------------------------------------------------------
+  // ---- frames from the socket (this tab owns it) ---------------------------------------
 
   function onFrame(msg) {
+    var news = [];
     switch (msg.type) {
       case "hello": {
         var again = greeted;
@@ -533,7 +1141,8 @@
         setUnread(msg.unread);
         sync(true);
         flushAcks();
-        if (again) refreshReadStates();
+        flushSeen();
+        if (again) fetchLatest(false);
         break;
       }
       case "notification": {
@@ -541,16 +1150,14 @@
         arrivedVia("push", [n]);
         if (remember(n)) {
           ack([n.id]);
-          render();
-          arrived([n], false);
+          if (!n.read) { setUnread(unread + 1); news.push(n.id); }
         }
         break;
       }
       case "missed": {
         var asked = syncQueue.length ? syncQueue.shift() : { counted: true, since: lastId };
-        var counted = asked.counted;
         var first = !loaded;
-        var list = msg.notifications || [];
+        var got = msg.notifications || [];
         // The server says where the next sync starts: it stays behind rows too young to be
         // sure nothing can still appear below them (they come again; de-duplicated by id).
         // Only the answer to a sync sent from the cursor moves it: a later page (below) was
@@ -558,28 +1165,28 @@
         var before = lastId;
         if (asked.since === lastId) {
           if ("cursor" in msg) { if (msg.cursor !== null) lastId = msg.cursor; }
-          else if (list.length) lastId = list[list.length - 1].id;
+          else if (got.length) lastId = got[got.length - 1].id;
           else if (lastId === null) lastId = 0;
         }
-        arrivedVia("sync", list);
-        var fresh = list.filter(remember);
-        ack(fresh.map(function (n) { return n.id; }));
+        arrivedVia("sync", got);
+        var fresh = got.filter(remember);
+        ack(fresh.map(function (x) { return x.id; }));
         loaded = true;
-        render();
         // The first list of a page is history, not news: no toasts for it.
-        if (!first) arrived(fresh, counted);
+        if (!first) {
+          var unreadFresh = fresh.filter(function (x) { return !x.read; });
+          if (!asked.counted) setUnread(unread + unreadFresh.length);
+          news = unreadFresh.map(function (x) { return x.id; });
+        }
         // A full answer may not be all of it: ask for the rest, from its last item. (From
         // the cursor would return the same page while its rows are young: a burst of more
         // than MAX_SYNC whose pushes the layer dropped stayed half-shown for half a minute.)
-        if (list.length >= MAX_SYNC) {
-          if (asked.since !== null) sync(true, list[list.length - 1].id);
+        if (got.length >= MAX_SYNC) {
+          if (asked.since !== null) sync(true, got[got.length - 1].id);
           else if (lastId !== before) sync(true);
         }
         break;
       }
-      case "read":
-        onReadFrame(msg);
-        break;
       case "pong":
         window.clearTimeout(pongTimer);
         // Pushes travel at most once. The server names the last notification it delivered
@@ -594,16 +1201,129 @@
       case "error":
         if (window.console) console.warn("notifications:", msg.code, msg.detail);
         break;
+      default:
+        apply(msg);
     }
+    render();
+    post({ k: "frame", frame: msg, news: news, unread: unread, cursor: lastId, loaded: loaded });
+    emit("frame", msg);
+    if (news.length) { heardNews(news); chooseToaster(news); }
+  }
+
+  // ---- frames relayed by the leader (this tab follows) ---------------------------------
+
+  function onRelayedFrame(m) {
+    var msg = m.frame || {};
+    if (msg.type === "notification") {
+      arrivedVia("push", [msg.notification]);
+      remember(msg.notification);
+    } else if (msg.type === "missed") {
+      arrivedVia("sync", msg.notifications || []);
+      (msg.notifications || []).forEach(remember);
+    } else {
+      apply(msg);
+    }
+    if (m.loaded) loaded = true;
+    if (m.cursor !== undefined) lastId = m.cursor;
+    if (typeof m.unread === "number") setUnread(m.unread);
+    render();
+    emit("frame", msg);
+    if (m.news && m.news.length) heardNews(m.news);
+  }
+
+  function snapshot() {
+    return {
+      items: Array.from(items.values()), unread: unread, cursor: lastId, loaded: loaded,
+      state: root.getAttribute("data-connection-state")
+    };
+  }
+
+  function applySnapshot(m, replace) {
+    if (replace) {
+      items.clear();
+      (m.items || []).forEach(function (n) { items.set(n.id, n); gone.delete(n.id); });
+    } else {
+      (m.items || []).forEach(function (n) {
+        var known = items.get(n.id);
+        if (known) known.read = n.read; else remember(n);
+      });
+    }
+    if (m.cursor !== undefined) lastId = m.cursor;
+    if (m.loaded) loaded = true;
+    if (typeof m.unread === "number") setUnread(m.unread);
+    if (m.state) followState(m.state);
+    render();
+  }
+
+  function presence() {
+    return { tab: tabId, visible: document.visibilityState === "visible",
+             focused: document.hasFocus(), at: focusedAt };
+  }
+
+  function sayPresence() {
+    var mine = presence();
+    peers.set(tabId, mine);
+    post({ k: "presence", presence: mine });
+  }
+
+  function onChannel(event) {
+    var m = event.data;
+    if (!m || typeof m !== "object" || m.from === tabId) return;
+    if (m.presence) peers.set(m.from, m.presence);
+    switch (m.k) {
+      case "hi":
+        if (owner()) post({ k: "state", to: m.from, snapshot: snapshot() });
+        break;
+      case "leader":
+        sayPresence();
+        break;
+      case "bye":
+        peers.delete(m.from);
+        break;
+      case "state":
+        if (!owner() && (m.to === tabId || m.to === "*")) {
+          applySnapshot(m.snapshot || {}, m.to === tabId || !loaded);
+        }
+        break;
+      case "conn":
+        if (!owner()) followState(m.state);
+        break;
+      case "frame":
+        if (!owner()) onRelayedFrame(m);
+        break;
+      case "toast":
+        if (m.toaster === tabId && Array.isArray(m.ids)) showNews(m.ids, false);
+        break;
+      case "send":
+        if (owner() && m.frame && typeof m.frame.type === "string") {
+          if (m.frame.type === "sync") break; // the leader keeps its own cursor
+          send(m.frame);
+        }
+        break;
+      case "visible":
+        if (owner()) syncOnVisible();
+        break;
+    }
+  }
+
+  function followState(state) {
+    leaderState = state;
+    showState(state);
+    if (state === "open") { flushSeen(); }
   }
 
   // ---- the connection ------------------------------------------------------------------
 
-  function setState(state) {
+  function showState(state) {
     root.setAttribute("data-connection-state", state);
     var text = state === "reconnecting" ? t("reconnecting") : "";
     if (status.textContent !== text) status.textContent = text;
     relogin.hidden = state !== "closed";
+  }
+
+  function setState(state) {
+    showState(state);
+    if (role === "leader") post({ k: "conn", state: state });
   }
 
   function socketUrl() {
@@ -614,7 +1334,7 @@
   function connect() {
     window.clearTimeout(retryTimer);
     retryTimer = null;
-    if (stopped || socket) return;
+    if (stopped || socket || !owner()) return;
     setState(greeted || attempt ? "reconnecting" : "connecting");
     var ws;
     try {
@@ -623,6 +1343,7 @@
       scheduleReconnect(0);
       return;
     }
+    socketsOpened += 1;
     socket = ws;
     syncQueue = [];
     ws.onopen = function () {
@@ -668,7 +1389,7 @@
   }
 
   function reconnectNow() {
-    if (stopped || socket) return;
+    if (stopped || socket || !owner()) return;
     connect();
   }
 
@@ -691,43 +1412,110 @@
     window.clearTimeout(pongTimer);
   }
 
+  function syncOnVisible() {
+    if (socket && socket.readyState === WebSocket.OPEN) {
+      if (Date.now() - lastVisibleSync > SYNC_GAP) { lastVisibleSync = Date.now(); sync(false); }
+    } else if (!socket) {
+      attempt = 0;
+      reconnectNow();
+    }
+  }
+
+  function getList() {
+    return fetch(apiUrl + "?limit=" + MAX_ITEMS * 2, {
+      credentials: "same-origin", headers: { Accept: "application/json" }
+    }).then(function (response) {
+      if (!response.ok) throw new Error("HTTP " + response.status);
+      return response.json();
+    });
+  }
+
   /* Without a socket (yet), fill the list from the JSON API so the dropdown is never blank. */
   var httpLoading = false;
   function loadOverHttp() {
     if (httpLoading || loaded) return;
     httpLoading = true;
-    fetch(root.getAttribute("data-api-url") + "?limit=" + MAX_ITEMS, {
-      credentials: "same-origin", headers: { Accept: "application/json" }
-    }).then(function (response) {
-      if (!response.ok) throw new Error("HTTP " + response.status);
-      return response.json();
-    }).then(function (data) {
+    getList().then(function (data) {
       if (loaded) return;
       (data.results || []).forEach(remember);
       loaded = true;
       setUnread(data.unread);
       render();
+      post({ k: "state", to: "*", snapshot: snapshot() });
     }).catch(function () { /* keep the server-rendered count */ }).then(function () {
       httpLoading = false;
     });
   }
 
-  /* After a reconnect: items read in another tab while this one was offline lose their dot.
-   * (sync brings only what is newer than lastId; the hello count is already right.) */
-  function refreshReadStates() {
-    if (!items.size) return;
-    fetch(root.getAttribute("data-api-url") + "?limit=" + MAX_ITEMS, {
-      credentials: "same-origin", headers: { Accept: "application/json" }
-    }).then(function (response) {
-      return response.ok ? response.json() : { results: [] };
-    }).then(function (data) {
+  /* After a reconnect (items read, archived or snoozed elsewhere while this one was offline)
+   * or an unarchive of something this page no longer holds: the latest page from the API. */
+  function fetchLatest(addUnknown) {
+    if (!items.size && !addUnknown) return;
+    getList().then(function (data) {
       var changed = false;
+      var listed = new Set();
       (data.results || []).forEach(function (fresh) {
+        listed.add(fresh.id);
         var n = items.get(fresh.id);
-        if (n && fresh.read && !n.read) { n.read = true; changed = true; }
+        if (n) {
+          if (fresh.read !== n.read) { n.read = fresh.read; changed = true; }
+        } else if (addUnknown && !toasted.has(fresh.id) && remember(fresh)) {
+          changed = true;
+        }
       });
-      if (changed) render();
-    }).catch(function () { /* the next read frame will tell */ });
+      if (changed) {
+        render();
+        post({ k: "state", to: "*", snapshot: snapshot() });
+      }
+    }).catch(function () { /* the next frame will tell */ });
+  }
+
+  // ---- leading -------------------------------------------------------------------------
+
+  function lead() {
+    if (!shared) { connect(); return; }
+    channel = new BroadcastChannel("notifyproject-bell:" + userKey);
+    channel.onmessage = onChannel;
+    // Held while this tab lives: the leader prunes tabs that went without saying goodbye.
+    navigator.locks.request(tabLockPrefix + tabId, function () {
+      return new Promise(function () { /* until the page goes */ });
+    }).catch(function () { /* no matter */ });
+    sayPresence();
+    post({ k: "hi", presence: presence() });
+    var request;
+    try {
+      request = navigator.locks.request(leaderLock, function () {
+        return new Promise(function (release) {
+          releaseLeader = release;
+          becomeLeader();
+        });
+      });
+    } catch (e) {
+      request = Promise.reject(e);
+    }
+    request.catch(function () {
+      // No lock to be had here (e.g. a sandboxed frame): a socket of this tab's own.
+      if (role === "follower") {
+        role = "solo";
+        connect();
+      }
+    });
+  }
+
+  function becomeLeader() {
+    role = "leader";
+    stopped = false;
+    post({ k: "leader" });
+    sayPresence();
+    if ("WebSocket" in window) connect(); else loadOverHttp();
+  }
+
+  function resign() {
+    if (role !== "leader") return;
+    var release = releaseLeader;
+    releaseLeader = null;
+    role = "follower";
+    if (release) release();
   }
 
   // ---- the dropdown --------------------------------------------------------------------
@@ -740,6 +1528,8 @@
       toggle.setAttribute("aria-expanded", "true");
       root.classList.add("is-open");
       refreshTimes();
+      render();
+      placeToasts();
     }
     if (focusFirst) focusItem(0);
   }
@@ -747,8 +1537,11 @@
   function close(returnFocus) {
     if (!isOpen()) return;
     panel.hidden = true;
+    snoozeOpenFor = null;
+    snoozePicking = false;
     toggle.setAttribute("aria-expanded", "false");
     root.classList.remove("is-open");
+    placeToasts();
     if (returnFocus) toggle.focus();
   }
 
@@ -776,8 +1569,11 @@
     }
   });
   panel.addEventListener("keydown", function (event) {
+    if (event.target && event.target.tagName === "INPUT") return;
     var all = links();
-    var index = all.indexOf(document.activeElement);
+    var row = document.activeElement && document.activeElement.closest
+      ? document.activeElement.closest("[data-notification-id]") : null;
+    var index = row ? all.indexOf(row.querySelector(".nbell-link")) : -1;
     if (event.key === "ArrowDown" || event.key === "ArrowUp") {
       event.preventDefault();
       focusItem(index < 0 ? 0 : index + (event.key === "ArrowDown" ? 1 : -1));
@@ -789,6 +1585,8 @@
   });
   document.addEventListener("keydown", function (event) {
     if ((event.key === "Escape" || event.key === "Esc") && isOpen()) {
+      // Escape closes the innermost thing: the snooze choices, then the panel.
+      if (closeSnooze(list.contains(document.activeElement))) return;
       close(root.contains(document.activeElement));
     }
   });
@@ -801,22 +1599,28 @@
     // Tabbing out of the dropdown closes it; clicks elsewhere are handled above.
     if (isOpen() && event.relatedTarget && !root.contains(event.relatedTarget)) close(false);
   });
+  scroller.addEventListener("scroll", updateScrollHints, { passive: true });
+  window.addEventListener("resize", function () { updateScrollHints(); placeToasts(); });
 
+  Array.prototype.forEach.call(filterButtons, function (button) {
+    button.addEventListener("click", function () {
+      setFilter(button.getAttribute("data-notification-filter"));
+    });
+  });
   markAllButton.addEventListener("click", function () { markRead(null); });
   desktopButton.addEventListener("click", requestDesktop);
 
   // ---- page lifecycle ------------------------------------------------------------------
 
   document.addEventListener("visibilitychange", function () {
+    if (document.visibilityState === "visible") focusedAt = Date.now();
+    sayPresence();
     if (document.visibilityState !== "visible") return;
     refreshTimes();
-    if (socket && socket.readyState === WebSocket.OPEN) {
-      if (Date.now() - lastVisibleSync > SYNC_GAP) { lastVisibleSync = Date.now(); sync(false); }
-    } else if (!socket) {
-      attempt = 0;
-      reconnectNow();
-    }
+    if (owner()) syncOnVisible(); else post({ k: "visible" });
   });
+  window.addEventListener("focus", function () { focusedAt = Date.now(); sayPresence(); });
+  window.addEventListener("blur", sayPresence);
   window.addEventListener("online", function () { attempt = 0; reconnectNow(); });
   window.addEventListener("pagehide", function () {
     stopped = true;
@@ -825,21 +1629,32 @@
     var ws = socket;
     socket = null;
     if (ws) try { ws.close(1000); } catch (e) { /* closing */ }
+    post({ k: "bye" });
+    resign(); // the next tab takes over at once
   });
   window.addEventListener("pageshow", function (event) {
     if (!event.persisted || root.getAttribute("data-connection-state") === "closed") return;
-    // Back from the back/forward cache: the old socket is gone.
+    // Back from the back/forward cache: the old socket (and perhaps the lead) is gone.
     stopped = false;
     attempt = 0;
-    connect();
+    if (!shared || role === "solo") { connect(); return; }
+    sayPresence();
+    post({ k: "hi", presence: presence() });
+    navigator.locks.request(leaderLock, function () {
+      return new Promise(function (release) { releaseLeader = release; becomeLeader(); });
+    }).catch(function () { /* stays a follower */ });
   });
   window.addEventListener("storage", function (event) {
     if (event.key === DESKTOP_KEY) { desktopOn = desktopWanted(); updateDesktopButton(); }
   });
   window.setInterval(refreshTimes, 60000);
 
-  if ("WebSocket" in window) connect(); else loadOverHttp();
+  bellImpl = { send: send };
+  if (shared) showState("connecting");
+  rememberZone();
   setUnread(unread);
   updateDesktopButton();
-  render();
+  setFilter("all");
+  if (!("WebSocket" in window)) { role = "solo"; loadOverHttp(); }
+  else lead();
 })();
