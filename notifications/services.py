@@ -117,13 +117,7 @@ def deliveries_record(notification_id: int, user_ids: Iterable[UserId]) -> int:
     Returns how many ids were given. The unique (notification, user) constraint makes a
     second run a no-op, whatever the backend.
     """
-    now = timezone.now()
-    rows = [
-        Delivery(notification_id=notification_id, user_id=user_id, created_at=now)
-        for user_id in user_ids
-    ]
-    Delivery.objects.bulk_create(rows, ignore_conflicts=True, batch_size=2000)
-    return len(rows)
+    return deliveries_record_pairs((notification_id, user_id) for user_id in user_ids)
 
 
 def deliveries_record_audience(
