@@ -250,7 +250,7 @@ def test_logout_with_redis_silent_still_logs_out(client, silent_layer) -> None:
     assert silent_layer.sends == [events.session_group(session_key)]
     assert elapsed < deadlines.PUSH_SECONDS + 0.5
     assert not Session.objects.filter(session_key=session_key).exists()
-    assert client.get("/notifications/api/").status_code == 302  # anonymous: to the login
+    assert client.get("/notifications/api/").status_code == 401  # anonymous: a JSON 401
 
 
 def test_deleting_a_user_deletes_their_deliveries_of_every_audience() -> None:
