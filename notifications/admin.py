@@ -406,6 +406,14 @@ class NotificationAdmin(admin.ModelAdmin):
             # browser's, from the tz cookie), not the server's.
             zone = gettext("Times are in %(zone)s.") % {"zone": zone_description()}
             kwargs["help_text"] = f"{kwargs.get('help_text') or ''} {zone}".strip()
+            formfield = super().formfield_for_dbfield(db_field, request, **kwargs)
+            # Django's split date/time widget names its inputs with bare text ("Date:"),
+            # not labels: give each an accessible name of its own (WCAG 1.3.1, 4.1.2).
+            widgets = getattr(formfield.widget, "widgets", ())
+            name = capfirst(db_field.verbose_name)
+            for widget, part in zip(widgets, (gettext("date"), gettext("time")), strict=False):
+                widget.attrs["aria-label"] = f"{name}: {part}"
+            return formfield
         return super().formfield_for_dbfield(db_field, request, **kwargs)
 
     def formfield_for_foreignkey(
