@@ -4,7 +4,7 @@ confirmation step by keyboard, axe's WCAG 2.2 AA check, and the changelist at 12
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -158,22 +158,35 @@ def test_the_changelist_fits_1280_px_with_unambiguous_dates(new_context, live_st
             ("Welcome to the new inbox", Level.INFO),
         ]
     ):
+        # Sent already (dispatched_at set), so the listener leaves it as these rows say.
         notification = Notification.objects.create(
-            title=title, level=level, audience=Audience.ALL, recipient_count=len(readers)
+            title=title,
+            level=level,
+            audience=Audience.ALL,
+            recipient_count=len(readers),
+            dispatched_at=moment,
         )
-        Delivery.objects.bulk_create(
-            Delivery(
-                notification=notification,
-                user=user,
-                state=[DeliveryState.PENDING, DeliveryState.DELIVERED, DeliveryState.READ][
-                    (i + j) % 3
-                ],
+        rows = []
+        for j, user in enumerate(readers):
+            state = [DeliveryState.PENDING, DeliveryState.DELIVERED, DeliveryState.READ][
+                (i + j) % 3
+            ]
+            rows.append(
+                Delivery(
+                    notification=notification,
+                    user=user,
+                    state=state,
+                    created_at=moment,
+                    delivered_at=moment + timedelta(seconds=40 * (j + 1))
+                    if state != DeliveryState.PENDING
+                    else None,
+                    read_at=moment + timedelta(seconds=150 * (j + 1))
+                    if state == DeliveryState.READ
+                    else None,
+                )
             )
-            for j, user in enumerate(readers)
-        )
-        Notification.objects.filter(pk=notification.pk).update(
-            created_at=moment, dispatched_at=moment
-        )
+        Delivery.objects.bulk_create(rows)
+        Notification.objects.filter(pk=notification.pk).update(created_at=moment)
     Notification.objects.create(
         title="Scheduled for the morning",
         audience=Audience.STAFF,
@@ -194,3 +207,14 @@ def test_the_changelist_fits_1280_px_with_unambiguous_dates(new_context, live_st
     assert "12/01/2026" not in table.inner_text()
     expect(page.locator(".nadmin-zone")).to_contain_text(f"Times are in {ZONE} (CET")
     screenshot(page, "admin-changelist.png")
+
+    # Its stats: counts with shares, and the timeline with a table as its text.
+    page.get_by_role("link", name="Deploy finished").click()
+    stats = page.locator(".nadmin-stats")
+    expect(stats).to_contain_text("Marked done")
+    expect(stats.locator("svg[role=img]")).to_be_visible()
+    stats.get_by_text("The timeline as a table").click()
+    expect(stats.locator("table tbody tr")).to_have_count(12)
+    assert_accessible(page, ".nadmin-stats")
+    stats.scroll_into_view_if_needed()
+    screenshot(page, "admin-stats.png", clip=stats.bounding_box())
