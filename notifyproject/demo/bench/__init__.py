@@ -1,4 +1,4 @@
-"""The benchmark harness behind ``manage.py bench_notifications`` (issue 5).
+"""The benchmark harness behind ``manage.py bench_notifications`` (issues 5 and 11).
 
 It drives the real stack the way production does and reports what it measured:
 
@@ -11,6 +11,7 @@ It drives the real stack the way production does and reports what it measured:
 - ``population``  throwaway users, sessions and a group, and their removal;
 - ``peers``       django-notifications-hq's write paths re-enacted on a table of its shape;
 - ``scenarios``   P1-P5, peers and scale;
+- ``triage``      T1 (archive/snooze/unread across a user's tabs) and T2 (snoozes coming back);
 - ``report``      the machine description, the table and the JSON file;
 - ``runner``      one run from set-up to teardown (also on Ctrl-C and failures).
 """

@@ -2,11 +2,15 @@
 
 The benchmark runs this file as a script (``python .../clients.py``), one or more times, and
 talks to each process in JSON lines: one command on stdin, one reply on stdout. Every socket
-is a different logged-in user: a real session cookie and an ``Origin`` header, through daphne,
-the origin check and ``AuthMiddlewareStack``. In ``bell`` mode a socket behaves like bell.js
-(``sync`` after ``hello``, an ``ack`` for every notification, a ``ping`` every 30 s); in
-``passive`` mode it only listens. A notification frame is timestamped with ``time.time()`` the
-moment ``recv()`` hands it over, before it is parsed.
+is a logged-in user's socket: a real session cookie and an ``Origin`` header, through daphne,
+the origin check and ``AuthMiddlewareStack`` (a user may hold several: the tabs of the triage
+scenario). In ``bell`` mode a socket behaves like the socket of bell.js's leader tab, the one
+socket a browser holds (its other tabs follow over BroadcastChannel and open none): ``sync``
+after ``hello``, an ``ack`` for every notification, a ``ping`` every 30 s, a ``sync`` when a
+``pong`` names a last id past its cursor, and ``seen`` for every pushed notification (bell.js
+toasts it), batched per socket over a second as bell.js batches them. In ``passive`` mode it
+only listens. A frame is timestamped with ``time.time()`` the moment ``recv()`` hands it over,
+before it is parsed; a frame sent on command is timestamped right before ``send()``.
 
 Commands, ``{"cmd": ...}``:
 
@@ -14,9 +18,14 @@ Commands, ``{"cmd": ...}``:
   "concurrency": n, "timeout": s, "mode": "bell" | "passive"}`` → ``{"ok": n, "failed":
   {key: error}, "started": t, "finished": t, "setup_ms": [...]}`` (a socket counts once its
   ``hello`` frame has arrived, i.e. once it has joined its groups);
-- ``collect`` ``{"expect": n, "timeout": s, "settle": s}`` → ``{"arrivals": [[key, id, t],
-  ...], "frames": {type: count}, "closed": {key: code}}``: waits for ``n`` notification frames
-  (or the timeout), then ``settle`` seconds more to catch late or duplicate frames;
+- ``send`` ``{"frames": [[index, key, at, frame], ...]}`` → ``{"sent": [[index, t], ...],
+  "failed": [index, ...]}``: sends each client frame from socket ``key`` at wall time ``at``
+  (in order of ``at``; ``t`` is when it went);
+- ``collect`` ``{"expect": n, "expect_events": n, "timeout": s, "settle": s}`` →
+  ``{"arrivals": [[key, id, t], ...], "events": [[key, type, ids, t], ...], "frames": {type:
+  count}, "closed": {key: code}}``: waits for ``n`` notification frames and ``expect_events``
+  state frames (``read``, ``archived``, ``unarchived``, ``unread``, ``snoozed``), or the
+  timeout, then ``settle`` seconds more to catch late or duplicate frames;
 - ``close`` → ``{"closed": n}`` · ``status`` → ``{"open": n, "closed": {...}}`` · ``quit``.
 
 End of input (the benchmark went away) closes every socket and exits.
@@ -41,6 +50,10 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 PING_EVERY = 30.0  # bell.js's PING_EVERY
+SEEN_DELAY = 1.0  # bell.js's SEEN_DELAY: seen ids are batched, nothing waits for them
+MAX_IDS = 500  # the server's per-frame cap (NOTIFICATIONS["MAX_IDS"])
+# The frames that tell every socket of a user about a change of state (other tabs follow).
+STATE_FRAMES = frozenset({"read", "archived", "unarchived", "unread", "snoozed"})
 CLOSE_TIMEOUT = 10.0
 SYNC_WAIT = 10.0  # longest wait for unanswered syncs before closing
 
@@ -59,12 +72,17 @@ class Clients:
         self.syncing: set[int] = set()  # sockets whose sync has not been answered yet
         self.sync_answered = asyncio.Event()
         self.arrivals: list[tuple[int, int, float]] = []
+        self.events: list[tuple[int, str, list[int], float]] = []
+        self.cursors: dict[int, int | None] = {}  # bell mode: each socket's sync cursor
+        self.seen: dict[int, list[int]] = {}  # bell mode: seen ids waiting for their flush
+        self.seen_due: dict[int, float] = {}  # ... and when (monotonic) each socket flushes
         self.frames: Counter[str] = Counter()
         self.closed: dict[int, int | None] = {}
         self.arrived = asyncio.Event()
         self.mode = "bell"
         self.closing = False
         self.pinger: asyncio.Task[None] | None = None
+        self.seen_flusher: asyncio.Task[None] | None = None
 
     # ---- connect -------------------------------------------------------------------------
 
@@ -85,6 +103,7 @@ class Clients:
         setup_ms = [elapsed for _, elapsed, error in results if error is None]
         if self.mode == "bell" and self.pinger is None:
             self.pinger = asyncio.create_task(self._ping_forever())
+            self.seen_flusher = asyncio.create_task(self._flush_seen_forever())
         return {
             "ok": len(setup_ms),
             "failed": failed,
@@ -126,6 +145,7 @@ class Clients:
             if self.mode == "bell":
                 self.next_ping[key] = time.monotonic() + random.uniform(0, PING_EVERY)  # noqa: S311
                 self.syncing.add(key)
+                self.cursors[key] = hello.get("last_id")
                 await self._send(ws, {"type": "sync", "since": hello.get("last_id")})
             return key, elapsed, None
 
@@ -144,12 +164,27 @@ class Clients:
                     self.arrived.set()
                     if self.mode == "bell":
                         await self._send(ws, {"type": "ack", "ids": [notification_id]})
+                        self._queue_seen(key, notification_id)
+                elif kind in STATE_FRAMES:
+                    ids = [int(i) for i in frame.get("ids", [])]
+                    self.events.append((key, str(kind), ids, arrived))
+                    self.arrived.set()
                 elif kind == "missed" and self.mode == "bell":
                     self.syncing.discard(key)
                     self.sync_answered.set()
+                    if frame.get("cursor") is not None:
+                        self.cursors[key] = frame["cursor"]
                     ids = [item["id"] for item in frame.get("notifications", [])]
                     if ids:
                         await self._send(ws, {"type": "ack", "ids": ids})
+                elif kind == "pong" and self.mode == "bell":
+                    # As bell.js: a last id other than the cursor means a push may be lost.
+                    last_id = frame.get("last_id")
+                    behind = last_id is not None and last_id != self.cursors.get(key)
+                    if behind and key not in self.syncing:
+                        self.syncing.add(key)
+                        self.frames["sent:gap_sync"] += 1
+                        await self._send(ws, {"type": "sync", "since": self.cursors.get(key)})
         except ConnectionClosed:
             pass
         except Exception as exc:  # a malformed frame: note it, keep the process alive
@@ -159,7 +194,54 @@ class Clients:
                 self.closed[key] = ws.close_code
                 self.sockets.pop(key, None)
                 self.next_ping.pop(key, None)
+                self.cursors.pop(key, None)
+                self.seen.pop(key, None)
+                self.seen_due.pop(key, None)
                 self.sync_answered.set()
+
+    def _queue_seen(self, key: int, notification_id: int) -> None:
+        waiting = self.seen.get(key)
+        if waiting is None:
+            self.seen[key] = [notification_id]
+            self.seen_due[key] = time.monotonic() + SEEN_DELAY
+        else:
+            waiting.append(notification_id)
+
+    async def _flush_seen_forever(self) -> None:
+        while True:
+            await asyncio.sleep(0.1)
+            now = time.monotonic()
+            for key in [key for key, due in self.seen_due.items() if due <= now]:
+                self.seen_due.pop(key, None)
+                ids = self.seen.pop(key, [])
+                ws = self.sockets.get(key)
+                if ws is None or self.closing:
+                    continue
+                for start in range(0, len(ids), MAX_IDS):
+                    self.frames["sent:seen"] += 1
+                    await self._send(ws, {"type": "seen", "ids": ids[start : start + MAX_IDS]})
+
+    async def send_frames(self, command: dict[str, Any]) -> dict[str, Any]:
+        """Send client frames from given sockets at given wall times; say when each went."""
+        plan = sorted(command["frames"], key=lambda item: float(item[2]))
+        sent: list[list[Any]] = []
+        failed: list[int] = []
+        for index, key, at, frame in plan:
+            delay = float(at) - time.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            ws = self.sockets.get(int(key))
+            if ws is None:
+                failed.append(index)
+                continue
+            stamp = time.time()
+            try:
+                await ws.send(_dumps(frame))
+            except ConnectionClosed:
+                failed.append(index)
+                continue
+            sent.append([index, stamp])
+        return {"sent": sent, "failed": failed}
 
     async def _send(self, ws: ClientConnection, frame: dict[str, Any]) -> None:
         with contextlib.suppress(ConnectionClosed):
@@ -177,11 +259,14 @@ class Clients:
 
     async def collect(self, command: dict[str, Any]) -> dict[str, Any]:
         expect = int(command.get("expect", 0))
+        expect_events = int(command.get("expect_events", 0))
         timeout = float(command.get("timeout", 10.0))
         settle = float(command.get("settle", 0.0))
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while len(self.arrivals) < expect and loop.time() < deadline:
+        while (
+            len(self.arrivals) < expect or len(self.events) < expect_events
+        ) and loop.time() < deadline:
             self.arrived.clear()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(max(0.0, deadline - loop.time())):
@@ -189,9 +274,10 @@ class Clients:
         if settle > 0:
             await asyncio.sleep(settle)
         arrivals, self.arrivals = self.arrivals, []
+        events, self.events = self.events, []
         frames, self.frames = dict(self.frames), Counter()
         closed, self.closed = {str(k): v for k, v in self.closed.items()}, {}
-        return {"arrivals": arrivals, "frames": frames, "closed": closed}
+        return {"arrivals": arrivals, "events": events, "frames": frames, "closed": closed}
 
     # ---- close ---------------------------------------------------------------------------
 
@@ -217,6 +303,9 @@ class Clients:
             self.readers.clear()
             self.next_ping.clear()
             self.syncing.clear()
+            self.cursors.clear()
+            self.seen.clear()
+            self.seen_due.clear()
             self.closing = False
         return {"closed": len(sockets)}
 
@@ -255,6 +344,8 @@ async def main() -> None:
                 # as notification latency.
                 gc.collect()
                 gc.freeze()
+            elif name == "send":
+                result = await clients.send_frames(command)
             elif name == "collect":
                 result = await clients.collect(command)
             elif name == "close":

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 # Names as the command line and the JSON file spell them, in the order they are reported.
-SCENARIOS = ("p1", "p2", "p3", "p4", "p5", "peers", "scale")
+SCENARIOS = ("p1", "p2", "p3", "p4", "p5", "t1", "t2", "peers", "scale")
 # The order they run in: the throwaway population only grows along it (fewer deletions),
 # and the stack changes shape as rarely as possible.
-RUN_ORDER = ("p1", "p3", "p2", "peers", "scale", "p4", "p5")
+RUN_ORDER = ("p1", "p3", "t1", "t2", "p2", "peers", "scale", "p4", "p5")
 
 TITLES = {
     "p1": "P1 latency",
@@ -18,6 +18,8 @@ TITLES = {
     "p3": "P3 throughput",
     "p4": "P4 connections",
     "p5": "P5 isolation",
+    "t1": "T1 triage across tabs",
+    "t2": "T2 snooze return",
     "peers": "Against the peers",
     "scale": "Scale: two daphnes, two listeners",
 }
@@ -48,6 +50,12 @@ class Sizes:
     p5_rate: float
     p5_duration: float
     p5_broadcast_at: float
+    t1_users: int  # each with two or three tabs (sockets), alternately
+    t1_rate: float  # triage frames sent per second, all users together
+    t2_users: int  # one socket each
+    t2_send_rate: float  # snooze frames sent per second
+    t2_lead: float  # seconds from the last snooze sent to the shared moment
+    t2_spread: float  # the other half come due evenly over this many seconds after it
     peers_recipients: int
     scale_users: int
     scale_online: int
@@ -73,6 +81,12 @@ FULL = Sizes(
     p5_rate=100.0,
     p5_duration=15.0,
     p5_broadcast_at=3.0,
+    t1_users=1000,
+    t1_rate=100.0,
+    t2_users=1000,
+    t2_send_rate=250.0,
+    t2_lead=3.0,
+    t2_spread=5.0,
     peers_recipients=10_000,
     scale_users=10_000,
     scale_online=5000,
@@ -97,6 +111,12 @@ QUICK = Sizes(
     p5_rate=50.0,
     p5_duration=4.0,
     p5_broadcast_at=1.0,
+    t1_users=40,
+    t1_rate=40.0,
+    t2_users=100,
+    t2_send_rate=100.0,
+    t2_lead=2.0,
+    t2_spread=2.0,
     peers_recipients=1000,
     scale_users=1000,
     scale_online=200,
@@ -145,9 +165,13 @@ class Options:
                 p5_online=self.online,
                 scale_online=self.online,
                 p3_recipients=self.online,
+                t1_users=self.online,
+                t2_users=self.online,
             )
         if self.rate is not None:
-            changes.update(p1_rate=self.rate, p5_rate=self.rate, scale_rate=self.rate)
+            changes.update(
+                p1_rate=self.rate, p5_rate=self.rate, scale_rate=self.rate, t1_rate=self.rate
+            )
         if self.duration is not None:
             changes.update(
                 p1_duration=self.duration,
@@ -259,6 +283,36 @@ FIGURES: dict[str, tuple[Figure, ...]] = {
         Figure("expected", "frames expected"),
         Figure("received", "frames received"),
         Figure("missing", "frames missing", "", "<=", 0),
+    ),
+    "t1": (
+        Figure("p50_ms", "sent on one tab -> frame on another p50", "ms"),
+        Figure("p90_ms", "sent on one tab -> frame on another p90", "ms"),
+        Figure("p99_ms", "sent on one tab -> frame on another p99", "ms", "<=", 50),
+        Figure("max_ms", "sent on one tab -> frame on another max", "ms"),
+        Figure("archive_p99_ms", "archive -> archived p99", "ms"),
+        Figure("snooze_p99_ms", "snooze -> snoozed p99", "ms"),
+        Figure("unread_p99_ms", "unread -> unread p99", "ms"),
+        Figure("echo_p50_ms", "sent -> the sending tab's own frame p50", "ms"),
+        Figure("sent", "triage frames sent"),
+        Figure("expected", "frames expected on the other tabs"),
+        Figure("received", "frames received on the other tabs"),
+        Figure("missing", "frames missing", "", "<=", 0),
+        Figure("duplicates", "duplicate frames", "", "<=", 0),
+        Figure("push_deadline_missed", "verbs whose push missed its deadline (daphne log)"),
+        Figure("rate", "triage frames sent/s", "/s"),
+    ),
+    "t2": (
+        Figure("p50_ms", "snooze end -> notification frame p50", "ms"),
+        Figure("p99_ms", "snooze end -> notification frame p99", "ms"),
+        Figure("max_ms", "snooze end -> notification frame max", "ms", "<=", 1000),
+        Figure("same_max_ms", "max, the half due at one moment", "ms"),
+        Figure("spread_max_ms", "max, the half due over the spread", "ms"),
+        Figure("early", "frames before their snooze ended", "", "<=", 0),
+        Figure("snoozed_p99_ms", "snooze -> snoozed p99", "ms"),
+        Figure("expected", "frames expected"),
+        Figure("received", "frames received"),
+        Figure("missing", "frames missing", "", "<=", 0),
+        Figure("duplicates", "duplicate frames", "", "<=", 0),
     ),
     "peers": (
         Figure("hq_s", "django-notifications-hq: one save() per recipient", "s"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import sys
+import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -50,6 +51,17 @@ class Collected:
     arrivals: list[tuple[int, int, float]]
     frames: Counter[str]
     closed: dict[str, Any]
+    # State frames (read, archived, unarchived, unread, snoozed): (key, type, ids, time).
+    events: list[tuple[int, str, list[int], float]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """A client frame for socket ``key`` to send at wall time ``at``."""
+
+    key: int
+    at: float
+    frame: dict[str, Any]
 
 
 class ClientPool:
@@ -146,23 +158,56 @@ class ClientPool:
         elapsed = max(ends) - min(starts) if starts else 0.0
         return Opened(opened, failed, elapsed, setup_ms)
 
-    def collect(self, expected: Counter[int], *, timeout: float, settle: float) -> Collected:
-        """Gather the frames received since the last call, waiting for ``expected`` per socket."""
+    def send(
+        self, outgoing: Sequence[Outgoing], *, tick: Callable[[], None] | None = None
+    ) -> list[float | None]:
+        """Have the sockets send these frames at their times; return when each went (None:
+        its socket was closed)."""
+        plans: dict[int, list[list[Any]]] = {}
+        for index, item in enumerate(outgoing):
+            socket = self.sockets[item.key]
+            plans.setdefault(socket.worker, []).append([index, item.key, item.at, item.frame])
+        for worker_index, plan in plans.items():
+            self.workers[worker_index].send({"cmd": "send", "frames": plan})
+        sent: list[float | None] = [None] * len(outgoing)
+        last = max((item.at for item in outgoing), default=0.0)
+        for worker_index in plans:
+            wait = max(0.0, last - time.time()) + 60
+            reply = self.workers[worker_index].receive(wait, tick=tick)
+            for index, at in reply["sent"]:
+                sent[int(index)] = float(at)
+        return sent
+
+    def collect(
+        self,
+        expected: Counter[int],
+        *,
+        timeout: float,
+        settle: float,
+        expected_events: Counter[int] | None = None,
+    ) -> Collected:
+        """Gather the frames received since the last call, waiting for ``expected``
+        notification frames (and ``expected_events`` state frames) per socket."""
         per_worker: Counter[int] = Counter()
-        for key, count in expected.items():
-            socket = self.sockets.get(key)
-            if socket is not None:
-                per_worker[socket.worker] += count
+        events_per_worker: Counter[int] = Counter()
+        for counts, totals in ((expected, per_worker), (expected_events or {}, events_per_worker)):
+            for key, count in counts.items():
+                socket = self.sockets.get(key)
+                if socket is not None:
+                    totals[socket.worker] += count
         busy = [
             (index, worker)
             for index, worker in enumerate(self.workers)
-            if per_worker[index] or any(s.worker == index for s in self.sockets.values())
+            if per_worker[index]
+            or events_per_worker[index]
+            or any(s.worker == index for s in self.sockets.values())
         ]
         for index, worker in busy:
             worker.send(
                 {
                     "cmd": "collect",
                     "expect": per_worker[index],
+                    "expect_events": events_per_worker[index],
                     "timeout": timeout,
                     "settle": settle,
                 }
@@ -171,6 +216,10 @@ class ClientPool:
         for _, worker in busy:
             reply = worker.receive(timeout + settle + 60)
             result.arrivals.extend((int(k), int(i), float(t)) for k, i, t in reply["arrivals"])
+            result.events.extend(
+                (int(k), str(kind), [int(i) for i in ids], float(t))
+                for k, kind, ids, t in reply.get("events", [])
+            )
             result.frames.update(reply.get("frames", {}))
             result.closed.update(reply.get("closed", {}))
         return result

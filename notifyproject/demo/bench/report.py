@@ -227,6 +227,12 @@ def render_table(document: dict[str, Any], stream: IO[str]) -> str:
         f"{document['repeat']} repetition(s) per figure (median, min, max); clients: "
         f"{document['options']['client_mode']}; broadcast audience: {document['audience']}",
     ]
+    if document["options"]["client_mode"] == "bell":
+        lines.append(
+            "bell clients: one socket = one browser (bell.js's leader tab; its other tabs "
+            "follow over BroadcastChannel): ack on receive, seen per toast (batched 1 s), "
+            "ping every 30 s, sync after hello and on a gap"
+        )
     if document["options"]["quick"]:
         lines.append("quick mode: sizes far below the issue's, so the marks are indicative only")
     if info.get("debug"):

@@ -33,8 +33,8 @@ from django.http.request import validate_host
 from django.test.utils import override_settings
 
 from notifications import conf, publisher
-from notifyproject.demo.bench import peers
-from notifyproject.demo.bench.config import RUN_ORDER, TITLES, Options
+from notifyproject.demo.bench import peers, scenarios, triage
+from notifyproject.demo.bench.config import FIGURES, RUN_ORDER, TITLES, Options
 from notifyproject.demo.bench.pool import ClientPool, Creators
 from notifyproject.demo.bench.population import Population, purge_leftovers
 from notifyproject.demo.bench.report import (
@@ -44,10 +44,13 @@ from notifyproject.demo.bench.report import (
     scenario_document,
     write_json,
 )
-from notifyproject.demo.bench.scenarios import RUNNERS, Context, ScenarioRun
+from notifyproject.demo.bench.scenarios import Context, ScenarioRun
 from notifyproject.demo.bench.stack import Stack
 from notifyproject.demo.bench.workers import BenchError, raise_fd_limit
 from notifyproject.demo.supervisor import SupervisorError
+
+RUNNERS = {**scenarios.RUNNERS, **triage.RUNNERS}
+assert set(RUNNERS) == set(FIGURES)  # noqa: S101 - a programming error, caught at import
 
 
 def project_root() -> Path:
@@ -168,7 +171,13 @@ class Bench:
                 "the socket clients need the websockets package (pip install -e '.[dev]')"
             )
         limit = raise_fd_limit()
-        sockets = max(self.sizes.p1_online, self.sizes.p2_online, self.sizes.p5_online)
+        sockets = max(
+            self.sizes.p1_online,
+            self.sizes.p2_online,
+            self.sizes.p5_online,
+            self.sizes.t1_users * 3 if "t1" in self.options.scenarios else 0,
+            self.sizes.t2_users if "t2" in self.options.scenarios else 0,
+        )
         if "p4" in self.options.scenarios:
             sockets = max(sockets, self.sizes.p4_sockets)  # all into one daphne
         if limit < sockets + 500:

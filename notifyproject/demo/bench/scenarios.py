@@ -1,5 +1,7 @@
 """The scenarios of issue 5: P1-P5, the peers and scale; each fills in a ``ScenarioRun``.
 
+(Issue 11's triage scenarios, T1 and T2, are in ``triage``; they share the steps below.)
+
 Latency is always commit → frame: the creator stamps ``time.time()`` right after COMMIT (see
 ``creator.py``), each client process stamps ``time.time()`` when a frame reaches it, and both
 run on this machine's clock. Frames are matched per (notification id, socket): missing,
@@ -907,4 +909,4 @@ RUNNERS: dict[str, Callable[[Context, ScenarioRun], None]] = {
     "scale": run_scale,
 }
 
-assert set(RUNNERS) == set(FIGURES)  # noqa: S101 - a programming error, caught at import
+assert set(RUNNERS) <= set(FIGURES)  # noqa: S101 - a programming error, caught at import

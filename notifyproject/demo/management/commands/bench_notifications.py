@@ -1,4 +1,4 @@
-"""Benchmark the real stack: daphne, the listener, Redis and real WebSockets (issue 5).
+"""Benchmark the real stack: daphne, the listener, Redis and real WebSockets (issues 5, 11).
 
 The work is done by ``notifyproject.demo.bench``; this command only reads the options.
 """
@@ -37,8 +37,9 @@ class Command(BaseCommand):
     help = (
         "Benchmark notifications end to end: start daphne and listener processes, log in "
         "throwaway users on real WebSockets from separate processes, measure commit-to-socket "
-        "latency, broadcast fan-out, listener throughput, connections, isolation and the "
-        "peers; print a table and write JSON. Removes everything it created."
+        "latency, broadcast fan-out, listener throughput, connections, isolation, triage "
+        "across tabs, snoozes coming back and the peers; print a table and write JSON. "
+        "Removes everything it created."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -57,10 +58,14 @@ class Command(BaseCommand):
             "--users", type=positive_int, help="broadcast audience (P2, peers, scale; P5 x10)"
         )
         parser.add_argument(
-            "--online", type=positive_int, help="sockets (P1, P2, P4, P5, scale; P3 recipients)"
+            "--online",
+            type=positive_int,
+            help="sockets (P1, P2, P4, P5, scale; P3 recipients; T1 and T2 users)",
         )
         parser.add_argument(
-            "--rate", type=positive_float, help="single-user notifications/s (P1, P5, scale)"
+            "--rate",
+            type=positive_float,
+            help="single-user notifications/s (P1, P5, scale); T1's triage frames/s",
         )
         parser.add_argument(
             "--duration", type=positive_float, help="seconds of load (P1, P3 flood, P5)"
@@ -80,7 +85,8 @@ class Command(BaseCommand):
             "--client-mode",
             choices=CLIENT_MODES,
             default="bell",
-            help="bell: ack, sync and ping like bell.js (default); passive: only listen",
+            help="bell: one socket per browser, as bell.js's leader tab: ack, seen, ping, "
+            "sync (default); passive: only listen",
         )
         parser.add_argument(
             "--audience",
