@@ -25,7 +25,7 @@ def test_the_inbox_filters_paginates_and_marks_read(new_context):
     bell = Bell(page).wait_ready()
     bell.expect_unread(15)
     page.goto("/notifications/")
-    items = page.locator("main [data-notification-id]")
+    items = page.locator("main .ninbox-groups [data-notification-id]")
     expect(items).to_have_count(20)
     expect(items.first).to_have_attribute("data-notification-id", str(created[-1].pk))
     page.get_by_role("link", name="Older").click()
@@ -34,12 +34,12 @@ def test_the_inbox_filters_paginates_and_marks_read(new_context):
     page.get_by_role("link", name="Newer").click()
     expect(items).to_have_count(20)
 
-    page.locator("nav.ninbox-tabs").get_by_role("link", name="Unread").click()
+    page.locator("nav.ninbox-views").get_by_role("link", name="Unread").click()
     expect(items).to_have_count(15)
     expect(page.locator("main .ninbox-item:not(.unread)")).to_have_count(0)
 
     newest = created[-1]
-    page.locator(f'[data-notification-id="{newest.pk}"]').get_by_role("button").click()
+    page.locator(f'main [data-notification-id="{newest.pk}"] [data-notification-read]').click()
     expect(items).to_have_count(14)
     bell = Bell(page).wait_ready()
     bell.expect_unread(14)

@@ -184,13 +184,16 @@
       return false;
     });
     list.insertBefore(li, next);
+    li.ninboxTouched = Date.now();
     if (animate) li.classList.add("ninbox-new");
     changed();
   }
 
+  var focusWas = null;  // the row whose control was used, while its request is out
+
   function removeRow(row) {
     if (!row) return;
-    var focused = row.contains(document.activeElement);
+    var focused = row.contains(document.activeElement) || row === focusWas;
     var neighbour = nextRow(row);
     var list = row.parentNode;
     list.removeChild(row);
@@ -209,7 +212,9 @@
   }
 
   function setRead(row, read) {
-    if (row) row.classList.toggle("unread", !read);
+    if (!row) return;
+    row.classList.toggle("unread", !read);
+    row.ninboxTouched = Date.now();
   }
 
   // ---- counts ---------------------------------------------------------------------------------
@@ -239,6 +244,7 @@
 
   function refresh() {
     refreshTimer = null;
+    var started = Date.now();
     var query = "?limit=" + PAGE_SIZE + (status ? "&status=" + status : "") +
       (levelFilter ? "&level=" + levelFilter : "");
     fetch(apiUrl + query, { credentials: "same-origin", headers: { Accept: "application/json" } })
@@ -247,16 +253,48 @@
         if (!data) return;
         if (typeof data.unread === "number") setCount("unread", data.unread);
         if (data.counts) setCounts(data.counts); else fetchCounts();
-        if (!firstPage || !Array.isArray(data.results)) return;
-        var shown = rows();
-        var oldest = shown.length ? Date.parse(shown[shown.length - 1].getAttribute("data-arrived")) : -Infinity;
-        var full = data.results.length >= PAGE_SIZE;
-        data.results.forEach(function (n) {
-          // Within what the page covers (or all of it when the answer was not cut short).
-          if (!rowOf(n.id) && belongs(n) && (!full || arrival(n) >= oldest)) insertRow(n, false);
-        });
+        if (firstPage && Array.isArray(data.results)) reconcile(data.results, started);
       })
       .catch(function () { /* the next frame or reload puts it right */ });
+  }
+
+  // Make the first page what the server says it is now: rows this view gained elsewhere (an
+  // unarchive seen from Inbox, frames missed while the socket changed hands), rows it lost,
+  // read or unread. The answer is in the server's order; a missing row goes after the row
+  // before it there.
+  function reconcile(results, started) {
+    var full = results.length >= PAGE_SIZE;
+    var oldest = results.length ? arrival(results[results.length - 1]) : Infinity;
+    var wanted = {};
+    var prev = null;
+    results.forEach(function (n) {
+      wanted[n.id] = true;
+      var existing = rowOf(n.id);
+      if (existing) {
+        // A frame newer than this answer has the last word.
+        if (!(existing.ninboxTouched > started)) setRead(existing, !!n.read);
+        prev = existing;
+        return;
+      }
+      if (!belongs(n)) return;
+      var key = dayKeyOf(new Date(arrival(n)));
+      if (prev && prev.closest("[data-ninbox-day]").getAttribute("data-ninbox-day") === key) {
+        var li = buildRow(n);
+        prev.parentNode.insertBefore(li, prev.nextSibling);
+        li.ninboxTouched = Date.now();
+        prev = li;
+        changed();
+      } else {
+        insertRow(n, false);
+        prev = rowOf(n.id);
+      }
+    });
+    rows().forEach(function (row) {
+      var id = row.getAttribute("data-notification-id");
+      var at = Date.parse(row.getAttribute("data-arrived"));
+      if (row.ninboxTouched > started) return;
+      if (!wanted[id] && (!full || at > oldest)) removeRow(row);
+    });
   }
 
   function setCounts(counts) {
@@ -320,6 +358,10 @@
         refreshSoon();
         break;
       case "hello":
+        // A (re)connected socket (this tab's or the leader's): what happened meanwhile
+        // came as no frame.
+        refreshSoon();
+        break;
       case "pong":
         break;
       default:
@@ -503,8 +545,11 @@
       ? selectedIds()
       : [Number(form.querySelector("input[name=ids]").value)];
     var menu = submitter.closest("details");
+    var item = form.closest(".ninbox-item");
+    // Closing the menu drops the focus: the row keeps it in mind for when it goes.
+    if (item && item.contains(document.activeElement)) focusWas = item;
     if (menu) menu.open = false;
-    act(action, ids, preset);
+    act(action, ids, preset).then(function () { focusWas = null; });
   });
 
   // Escape closes an open menu and gives focus back to its button; a click outside closes it.
