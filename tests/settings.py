@@ -30,3 +30,6 @@ NOTIFICATIONS = {
 }
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast logins in tests
+
+# The live daphne outlives the content types of each transactional test (see the module).
+MIDDLEWARE = [*MIDDLEWARE, "tests.live_middleware.ForgetContentTypes"]  # noqa: F405
