@@ -367,3 +367,42 @@ def test_badge_shows_99_plus_and_the_bell_is_a_link_without_javascript(new_conte
     notify(user, "One more")
     live.expect_unread(101)
     expect(live.toggle).to_have_attribute("aria-label", "Notifications (99+ unread)")
+
+
+def test_without_a_bell_the_script_only_offers_its_helpers(new_context):
+    """The admin's preview loads bell.js for renderItem: no socket, nothing else runs."""
+    page = new_context().new_page()
+    sockets: list[str] = []
+    page.on("websocket", lambda ws: sockets.append(ws.url))
+    page.goto("/accounts/login/")
+    assert page.locator("[data-notification-bell]").count() == 0
+    page.add_script_tag(url="/static/notifications/bell.js")
+    row = page.evaluate("""() => {
+        const api = window.NotificationBell;
+        const li = api.renderItem({id: 7, title: "<b>Hi</b>", body: "Line one\\nLine two",
+            level: "warning", url: "javascript:alert(1)", read: false,
+            created_at: new Date().toISOString(), dispatched_at: new Date().toISOString()});
+        return {
+            keys: Object.keys(api).sort(), cls: li.className, id: li.dataset.notificationId,
+            title: li.querySelector(".nbell-title").textContent,
+            links: li.querySelectorAll("a").length,
+            bold: li.querySelectorAll("b").length, svg: api.icon("snooze").tagName,
+            hidden: api.icon("bell").getAttribute("aria-hidden"),
+            time: api.formatTime(new Date().toISOString()), sent: api.send({type: "ping"}),
+        };
+    }""")
+    assert row == {
+        "keys": ["formatTime", "icon", "renderItem", "send"],
+        "cls": "nbell-item nbell-level-warning is-unread",
+        "id": "7",
+        "title": "<b>Hi</b>",
+        "links": 0,
+        "bold": 0,
+        "svg": "svg",
+        "hidden": "true",
+        "time": "just now",
+        "sent": False,
+    }
+    page.wait_for_timeout(300)
+    assert sockets == []
+    assert "tz=" not in page.evaluate("document.cookie")
