@@ -8,7 +8,7 @@ import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
-from typing import Any, Literal, TypeAlias, TypedDict
+from typing import Any, Literal, TypeAlias, TypedDict, get_args
 
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
@@ -99,6 +99,12 @@ def build_wake_message(at: datetime) -> str:
     )
 
 
+def _check_version(message: dict[str, Any]) -> None:
+    version = message.get("v")
+    if type(version) is not int or version != PUBSUB_VERSION:  # True is no version 1
+        raise EventError(f"unsupported version {version!r}")
+
+
 def parse_pubsub_event(data: bytes | str) -> PubSubEvent:
     """Return what a pub/sub payload says (created or probe), or raise EventError.
 
@@ -110,17 +116,13 @@ def parse_pubsub_event(data: bytes | str) -> PubSubEvent:
     except (TypeError, ValueError, RecursionError) as exc:
         raise EventError(f"not JSON: {data[:80]!r}") from exc
     if isinstance(message, dict) and message.get("event") == "probe":
-        version = message.get("v")
-        if type(version) is not int or version != PUBSUB_VERSION:
-            raise EventError(f"unsupported version {version!r}")
+        _check_version(message)
         nonce = message.get("nonce")
         if not isinstance(nonce, str) or not 0 < len(nonce) <= 64:
             raise EventError(f"bad probe nonce {nonce!r}")
         return PubSubEvent("probe", nonce=nonce)
     if isinstance(message, dict) and message.get("event") == "wake":
-        version = message.get("v")
-        if type(version) is not int or version != PUBSUB_VERSION:
-            raise EventError(f"unsupported version {version!r}")
+        _check_version(message)
         raw = message.get("at")
         try:
             at = datetime.fromisoformat(raw) if isinstance(raw, str) and len(raw) <= 64 else None
@@ -143,9 +145,7 @@ def parse_pubsub_message(data: bytes | str) -> int:
         raise EventError(f"not JSON: {data[:80]!r}") from exc
     if not isinstance(message, dict):
         raise EventError("not an object")
-    version = message.get("v")
-    if type(version) is not int or version != PUBSUB_VERSION:
-        raise EventError(f"unsupported version {version!r}")
+    _check_version(message)
     if message.get("event") != "created":
         raise EventError(f"unknown event {message.get('event')!r}")
     notification_id = message.get("id")
@@ -248,40 +248,23 @@ def error_frame(code: str, detail: str) -> dict[str, Any]:
 # ---- client → server frames --------------------------------------------------------------
 
 
+ClientType: TypeAlias = Literal[
+    "ack", "read", "read_all", "sync", "ping", "archive", "unarchive", "unread", "snooze", "seen"
+]
+
+
 @dataclass(frozen=True)
 class ClientFrame:
     """A validated client frame: ``ids`` for the id verbs, ``since`` for sync, ``until``
     for snooze (aware; see ``parse_snooze_until``)."""
 
-    type: Literal[
-        "ack",
-        "read",
-        "read_all",
-        "sync",
-        "ping",
-        "archive",
-        "unarchive",
-        "unread",
-        "snooze",
-        "seen",
-    ]
+    type: ClientType
     ids: tuple[int, ...] = ()
     since: int | None = None
     until: datetime | None = None
 
 
-CLIENT_TYPES = (
-    "ack",
-    "read",
-    "read_all",
-    "sync",
-    "ping",
-    "archive",
-    "unarchive",
-    "unread",
-    "snooze",
-    "seen",
-)
+CLIENT_TYPES: tuple[ClientType, ...] = get_args(ClientType)
 # The frames that carry a list of the user's notification ids and nothing else.
 ID_FRAME_TYPES = ("ack", "read", "archive", "unarchive", "unread", "seen")
 # How far ahead a snooze may go: further is a typo, not a plan.

@@ -34,3 +34,18 @@ class GroupFactory(factory.django.DjangoModelFactory):
         django_get_or_create = ("name",)
 
     name = factory.Sequence(lambda n: f"group{n}")
+
+
+# A serialized notification's keys, in order, as DESIGN.md's contract lists them.
+NOTIFICATION_FIELDS = [
+    "id",
+    "title",
+    "body",
+    "level",
+    "url",
+    "created_at",
+    "dispatched_at",
+    "read",
+    "archived",
+    "snoozed_until",
+]

@@ -11,7 +11,7 @@ from notifications import events
 from notifications.models import Delivery, DeliveryState, Notification
 from notifications.services import deliveries_record
 from tests.conftest import connect, open_socket, receive_type
-from tests.factories import GroupFactory, StaffFactory, UserFactory
+from tests.factories import NOTIFICATION_FIELDS, GroupFactory, StaffFactory, UserFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -293,18 +293,7 @@ async def test_sync_returns_what_was_missed_oldest_first_and_only_the_users():
     frame = await receive_type(communicator, "missed")
     assert [n["id"] for n in frame["notifications"]] == [missed1.pk, missed2.pk]
     assert [n["read"] for n in frame["notifications"]] == [False, True]
-    assert set(frame["notifications"][0]) == {
-        "id",
-        "title",
-        "body",
-        "level",
-        "url",
-        "created_at",
-        "dispatched_at",
-        "read",
-        "archived",
-        "snoozed_until",
-    }
+    assert set(frame["notifications"][0]) == set(NOTIFICATION_FIELDS)
     await communicator.send_json_to({"type": "sync", "since": None})
     frame = await receive_type(communicator, "missed")
     assert [n["title"] for n in frame["notifications"]] == ["seen", "missed 1", "missed 2"]

@@ -24,6 +24,7 @@ from notifications.events import (
     user_group,
 )
 from notifications.models import Audience, Notification
+from tests.factories import NOTIFICATION_FIELDS
 
 MAX_IDS = 5
 
@@ -247,18 +248,7 @@ def test_serialize_notification_shape() -> None:
     }
     read = serialize_notification(notification, read=True)
     assert read["read"] is True
-    assert list(read) == [
-        "id",
-        "title",
-        "body",
-        "level",
-        "url",
-        "created_at",
-        "dispatched_at",
-        "read",
-        "archived",
-        "snoozed_until",
-    ]
+    assert list(read) == NOTIFICATION_FIELDS
     assert datetime.fromisoformat(read["created_at"]) == created_at
     json.dumps(read)  # it goes over the wire as is
 

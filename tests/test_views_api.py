@@ -13,7 +13,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from notifications.models import Audience, Delivery, DeliveryState, Notification
-from tests.factories import UserFactory
+from tests.factories import NOTIFICATION_FIELDS, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -99,18 +99,7 @@ def test_list_shape(client, me) -> None:
     assert data["next"] is None
     assert [item["id"] for item in data["results"]][1:] == sorted(ids, reverse=True)
     for item in data["results"]:
-        assert set(item) == {
-            "id",
-            "title",
-            "body",
-            "level",
-            "url",
-            "created_at",
-            "dispatched_at",
-            "read",
-            "archived",
-            "snoozed_until",
-        }
+        assert set(item) == set(NOTIFICATION_FIELDS)
 
 
 def test_list_empty(client) -> None:
