@@ -326,9 +326,16 @@ def measure_t2(
     found.frames = dict(collected.frames)
     found.closed = collected.closed
     late = found.latencies()
-    snoozed = snooze_answers(chosen, by_user, sent, collected.events)
+    snoozed, answered = snooze_answers(chosen, by_user, sent, collected.events)
+    # A snooze answered after its until was recorded late (the verb's path, not the return):
+    # from the later of the two, the lateness is the listener's and the push's alone.
+    recorded = {nid: max(until[nid], answered.get(nid, until[nid])) for nid in until}
+    after_recorded = [(at - recorded[nid]) * 1000 for (nid, _key), at in found.first.items()]
     return {
         **latency_summary(late),
+        "recorded_late": sum(1 for nid in until if answered.get(nid, 0.0) > until[nid]),
+        "after_recorded_p99_ms": percentile(after_recorded, 99),
+        "after_recorded_max_ms": max(after_recorded, default=None),
         "same_max_ms": max(found.latencies(same), default=None),
         "spread_max_ms": max(found.latencies(set(until) - same), default=None),
         "early": sum(1 for value in late if value < 0),
@@ -349,19 +356,23 @@ def snooze_answers(
     by_user: dict[Any, set[int]],
     sent: Sequence[float | None],
     events: Sequence[tuple[int, str, list[int], float]],
-) -> list[float]:
-    """Milliseconds from each snooze frame to its ``snoozed`` answer on the same socket."""
+) -> tuple[list[float], dict[int, float]]:
+    """Milliseconds from each snooze frame to its ``snoozed`` answer on the same socket, and
+    when each notification's answer came."""
     first: dict[tuple[int, int], float] = {}
     for key, kind, ids, at in events:
         if kind == "snoozed":
             for nid in ids:
                 first.setdefault((key, nid), at)
     answers = []
+    answered: dict[int, float] = {}
     for (user, nid), went in zip(chosen, sent, strict=True):
         at = first.get((min(by_user[user]), nid))
+        if at is not None:
+            answered[nid] = at
         if went is not None and at is not None:
             answers.append((at - went) * 1000)
-    return answers
+    return answers, answered
 
 
 RUNNERS: dict[str, Callable[[Context, ScenarioRun], None]] = {"t1": run_t1, "t2": run_t2}
