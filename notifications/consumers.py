@@ -16,6 +16,7 @@ from redis.exceptions import RedisError
 from notifications import conf, events
 from notifications.asyncdb import database_unavailable, db_async
 from notifications.auth import cookies_from_headers
+from notifications.batching import process_marks
 from notifications.dispatch import apush_read, apush_triage
 from notifications.events import ClientFrame, FrameError, UserId
 from notifications.fanout import LocalHub, encode_frame, get_hub
@@ -28,9 +29,7 @@ from notifications.services import (
     TriageResult,
     adeliveries_archive,
     adeliveries_mark_all_read,
-    adeliveries_mark_delivered,
     adeliveries_mark_read,
-    adeliveries_mark_seen,
     adeliveries_mark_unread,
     adeliveries_snooze,
     adeliveries_unarchive,
@@ -288,7 +287,8 @@ class NotificationConsumer(AsyncWebsocketConsumer):
         return zone_from_cookie(cookies.get(TIMEZONE_COOKIE))
 
     async def on_ack(self, frame: ClientFrame) -> None:
-        if await adeliveries_mark_delivered(self.user_id, frame.ids):
+        # Written with the acks of the process's other sockets (batching.py).
+        if await process_marks().mark_delivered(self.user_id, frame.ids):
             await aemit("delivered", user=str(self.user_id), ids=list(frame.ids))
 
     async def on_read(self, frame: ClientFrame) -> None:
@@ -298,7 +298,8 @@ class NotificationConsumer(AsyncWebsocketConsumer):
         await self._after_read(await adeliveries_mark_all_read(self.user_id))
 
     async def on_seen(self, frame: ClientFrame) -> None:
-        await adeliveries_mark_seen(self.user_id, frame.ids)
+        # Written with the process's other sockets' marks, within a second (batching.py).
+        process_marks().mark_seen(self.user_id, frame.ids)
 
     async def on_archive(self, frame: ClientFrame) -> None:
         await self._after_triage(await adeliveries_archive(self.user_id, frame.ids))
@@ -349,7 +350,9 @@ class NotificationConsumer(AsyncWebsocketConsumer):
 
     async def on_sync(self, frame: ClientFrame) -> None:
         missed = await amissed_with_in_flight(self.user_id, frame.since)
-        await self.send_json(events.missed_frame(missed.notifications, missed.cursor))
+        await self.send_json(
+            events.missed_frame(missed.notifications, missed.cursor, missed.unread)
+        )
 
     # ---- channel layer → client (called by the process's LocalHub) ---------------------
 

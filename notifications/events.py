@@ -206,10 +206,16 @@ def notification_frame(notification: SerializedNotification) -> dict[str, Any]:
 
 
 def missed_frame(
-    notifications: list[SerializedNotification], cursor: int | None = None
+    notifications: list[SerializedNotification],
+    cursor: int | None = None,
+    unread: int | None = None,
 ) -> dict[str, Any]:
-    """Answer a sync; ``cursor`` is the ``since`` for the next one (it may lag the list)."""
-    return {"type": "missed", "notifications": notifications, "cursor": cursor}
+    """Answer a sync; ``cursor`` is the ``since`` for the next one (it may lag the list),
+    ``unread`` the count after it (left out when not known)."""
+    frame: dict[str, Any] = {"type": "missed", "notifications": notifications, "cursor": cursor}
+    if unread is not None:
+        frame["unread"] = unread
+    return frame
 
 
 def read_frame(ids: list[int], unread: int) -> dict[str, Any]:

@@ -123,10 +123,13 @@ def notification_page(
 
 @dataclass(frozen=True)
 class Missed:
-    """A sync answer: notifications in dispatch order, and where the next sync starts."""
+    """A sync answer: notifications in dispatch order, where the next sync starts, and the
+    unread count read after the list (the page sets its badge from it: a hello's count,
+    read before the socket joined its groups, can miss what was dispatched in between)."""
 
     notifications: list[SerializedNotification]
     cursor: int | None
+    unread: int | None = None
 
 
 def missed_since(user: AbstractBaseUser | Any, since: int | None) -> Missed:
@@ -166,7 +169,7 @@ def missed_since(user: AbstractBaseUser | Any, since: int | None) -> Missed:
         if delivery.created_at > settled_before:
             break
         cursor = delivery.notification_id
-    return Missed([_serialize(delivery) for delivery in batch], cursor)
+    return Missed([_serialize(delivery) for delivery in batch], cursor, unread_count(user))
 
 
 def badge_state(user: AbstractBaseUser | Any) -> tuple[int, int | None]:

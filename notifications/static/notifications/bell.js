@@ -239,7 +239,7 @@
   var PONG_WAIT = 10000;
   var CONFIRM_WAIT = 1500;        // how long a change waits for the socket before asking HTTP
   var ACK_DELAY = 250;            // batch acks: at most four frames a second, whatever arrives
-  var SEEN_DELAY = 1000;          // seen ids are batched too; nothing waits for them
+  var SEEN_DELAY = 2000;          // seen ids are batched too; nothing waits for them
   var MAX_IDS = 500;              // the server's per-frame cap (NOTIFICATIONS["MAX_IDS"])
   var STABLE_AFTER = 5000;        // a socket up this long resets the backoff
   var SYNC_GAP = 2000;            // flicking between tabs must not flood the server with syncs
@@ -299,6 +299,7 @@
   // does not.
   var seen = null;                // only with the hook on: {push: Set, sync: Set, twice: N}
   var gapSyncs = 0;               // syncs sent because a pong named an id past the cursor
+  var reconciles = 0;             // first pages fetched because a pong's count drifted
   if (window.__nbellTestHooks === true && !window.__nbell) {
     seen = { push: new Set(), sync: new Set(), twice: 0 };
     window.__nbell = Object.freeze({
@@ -311,6 +312,7 @@
           cursor: lastId,
           unread: unread,
           gapSyncs: gapSyncs,
+          reconciles: reconciles,
           connected: owner() ? !!(socket && socket.readyState === WebSocket.OPEN)
             : leaderState === "open",
           role: role,
@@ -407,9 +409,12 @@
     return true;
   }
 
+  /* Newest arrival first, then the higher id. The server's times are all ISO 8601 in UTC,
+   * so comparing them as text keeps their microseconds (Date.parse would cut them to ms and
+   * order two arrivals of one millisecond unlike the server's lists). */
   function order(a, b) {
-    var x = Date.parse(whenOf(a)) || 0, y = Date.parse(whenOf(b)) || 0;
-    return y - x || b.id - a.id;
+    var x = whenOf(a), y = whenOf(b);
+    return x < y ? 1 : x > y ? -1 : b.id - a.id;
   }
 
   function latest() {
@@ -1175,9 +1180,14 @@
         // The first list of a page is history, not news: no toasts for it.
         if (!first) {
           var unreadFresh = fresh.filter(function (x) { return !x.read; });
-          if (!asked.counted) setUnread(unread + unreadFresh.length);
+          if (typeof msg.unread !== "number" && !asked.counted) {
+            setUnread(unread + unreadFresh.length);
+          }
           news = unreadFresh.map(function (x) { return x.id; });
         }
+        // The server's count, read after the list: a hello's was read before the socket
+        // joined its groups and misses what was dispatched in between (a handover's push).
+        if (typeof msg.unread === "number") setUnread(msg.unread);
         // A full answer may not be all of it: ask for the rest, from its last item. (From
         // the cursor would return the same page while its rows are young: a burst of more
         // than MAX_SYNC whose pushes the layer dropped stayed half-shown for half a minute.)
@@ -1192,10 +1202,20 @@
         // Pushes travel at most once. The server names the last notification it delivered
         // to us and our unread count: if we never got that one, a push was lost — sync
         // (its items are already in this count, so they add nothing).
+        var drifted = typeof msg.unread === "number" && msg.unread !== unread;
         if (typeof msg.unread === "number") setUnread(msg.unread);
-        if (msg.last_id != null && msg.last_id !== lastId && !syncQueue.length) {
+        var gap = msg.last_id != null && msg.last_id !== lastId && !syncQueue.length;
+        if (gap) {
           gapSyncs += 1;
           sync(true);
+        }
+        if (drifted && loaded) {
+          // A count we cannot explain: a read, Done, snooze or unarchive elsewhere whose push
+          // was lost (they travel at most once, like pushes). The API's first page puts the
+          // list right: what it no longer lists leaves; what it lists again returns (unless
+          // a sync is on its way, whose answer brings new ones as news).
+          reconciles += 1;
+          fetchLatest(!gap);
         }
         break;
       case "error":
@@ -1451,10 +1471,12 @@
    * or an unarchive of something this page no longer holds: the latest page from the API. */
   function fetchLatest(addUnknown) {
     if (!items.size && !addUnknown) return;
+    var held = new Set(items.keys()); // what arrives meanwhile is not judged by this page
     getList().then(function (data) {
       var changed = false;
       var listed = new Set();
-      (data.results || []).forEach(function (fresh) {
+      var results = data.results || [];
+      results.forEach(function (fresh) {
         listed.add(fresh.id);
         var n = items.get(fresh.id);
         if (n) {
@@ -1463,6 +1485,17 @@
           changed = true;
         }
       });
+      // What the page covers but no longer lists was archived or snoozed elsewhere (a push
+      // that never came): it leaves. Items older than a full page's last are not judged.
+      var oldest = data.next === null || !results.length ? "" : whenOf(results[results.length - 1]);
+      Array.from(items.values()).forEach(function (n) {
+        if (held.has(n.id) && !listed.has(n.id) && whenOf(n) >= oldest) {
+          items.delete(n.id);
+          gone.set(n.id, n);
+          changed = true;
+        }
+      });
+      if (typeof data.unread === "number") setUnread(data.unread);
       if (changed) {
         render();
         post({ k: "state", to: "*", snapshot: snapshot() });
