@@ -1204,7 +1204,8 @@
         // (its items are already in this count, so they add nothing).
         var drifted = typeof msg.unread === "number" && msg.unread !== unread;
         if (typeof msg.unread === "number") setUnread(msg.unread);
-        var gap = msg.last_id != null && msg.last_id !== lastId && !syncQueue.length;
+        var syncing = syncQueue.length > 0; // its answer will bring what is new, as news
+        var gap = msg.last_id != null && msg.last_id !== lastId && !syncing;
         if (gap) {
           gapSyncs += 1;
           sync(true);
@@ -1215,7 +1216,7 @@
           // list right: what it no longer lists leaves; what it lists again returns (unless
           // a sync is on its way, whose answer brings new ones as news).
           reconciles += 1;
-          fetchLatest(!gap);
+          fetchLatest(!gap && !syncing);
         }
         break;
       case "error":
