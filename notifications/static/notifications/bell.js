@@ -239,6 +239,7 @@
   var PONG_WAIT = 10000;
   var CONFIRM_WAIT = 1500;        // how long a change waits for the socket before asking HTTP
   var ACK_DELAY = 250;            // batch acks: at most four frames a second, whatever arrives
+  var EARLY_PING = 2000;          // after a hello: see the "hello" frame
   var SEEN_DELAY = 2000;          // seen ids are batched too; nothing waits for them
   var MAX_IDS = 500;              // the server's per-frame cap (NOTIFICATIONS["MAX_IDS"])
   var STABLE_AFTER = 5000;        // a socket up this long resets the backoff
@@ -1145,6 +1146,12 @@
         setState("open");
         setUnread(msg.unread);
         sync(true);
+        // One early ping: its pong's count and last id put right what was dispatched while
+        // this socket joined its groups (a new leader taking over), without waiting a
+        // whole PING_EVERY.
+        window.setTimeout(function () {
+          if (socket && socket.readyState === WebSocket.OPEN) send({ type: "ping" });
+        }, EARLY_PING);
         flushAcks();
         flushSeen();
         if (again) fetchLatest(false);
