@@ -297,9 +297,9 @@ def deliveries_mark_delivered_many(acks: dict[int, Iterable[UserId]]) -> int:
         .live()
         .filter(pk__in=list(acks))
     )
-    with transaction.atomic():
-        if in_flight.exists():
-            chunk_size = conf.get().CHUNK_SIZE
+    if in_flight.exists():
+        chunk_size = conf.get().CHUNK_SIZE
+        with transaction.atomic():
             for notification in _key_share_locked(in_flight.order_by("pk")):
                 users = acks[notification.pk]
                 for start in range(0, len(users), USERS_PER_STATEMENT):
@@ -307,13 +307,16 @@ def deliveries_mark_delivered_many(acks: dict[int, Iterable[UserId]]) -> int:
                         pk__in=users[start : start + USERS_PER_STATEMENT]
                     )
                     deliveries_record_audience(notification.pk, audience, chunk_size, now)
-        for notification_id, users in acks.items():
-            for start in range(0, len(users), USERS_PER_STATEMENT):
-                marked += Delivery.objects.filter(
-                    notification_id=notification_id,
-                    user_id__in=users[start : start + USERS_PER_STATEMENT],
-                    state=DeliveryState.PENDING,
-                ).update(state=DeliveryState.DELIVERED, delivered_at=now)
+    # Each UPDATE commits on its own (autocommit), in notification order: two daphne
+    # processes writing batches that share rows (one user, a socket on each) must never
+    # hold one batch's row locks while waiting for the other's (a deadlock on PostgreSQL).
+    for notification_id, users in sorted(acks.items()):
+        for start in range(0, len(users), USERS_PER_STATEMENT):
+            marked += Delivery.objects.filter(
+                notification_id=notification_id,
+                user_id__in=users[start : start + USERS_PER_STATEMENT],
+                state=DeliveryState.PENDING,
+            ).update(state=DeliveryState.DELIVERED, delivered_at=now)
     return marked
 
 
@@ -529,20 +532,20 @@ def deliveries_mark_seen(user: AbstractBaseUser | Any, ids: Iterable[int]) -> in
 def deliveries_mark_seen_many(seen: dict[int, Iterable[UserId]]) -> int:
     """Record seen marks of many users at once: {notification id: user ids}, first time only.
 
-    One UPDATE per notification (and per USERS_PER_STATEMENT users), in one transaction: a broadcast
-    toasted in 5,000 browsers is a few statements, not 5,000 (see seen.SeenRecorder).
+    One UPDATE per notification (and per USERS_PER_STATEMENT users), each committed alone:
+    a broadcast toasted in 5,000 browsers is a few statements, not 5,000 (batching.py).
     """
     now = timezone.now()
     marked = 0
-    with transaction.atomic():
-        for notification_id, user_ids in seen.items():
-            users = list(dict.fromkeys(user_ids))
-            for start in range(0, len(users), USERS_PER_STATEMENT):
-                marked += Delivery.objects.filter(
-                    notification_id=notification_id,
-                    user_id__in=users[start : start + USERS_PER_STATEMENT],
-                    seen_at__isnull=True,
-                ).update(seen_at=now)
+    # One statement at a time (autocommit), as the acks: no batch holds locks for another.
+    for notification_id, user_ids in sorted(seen.items()):
+        users = list(dict.fromkeys(user_ids))
+        for start in range(0, len(users), USERS_PER_STATEMENT):
+            marked += Delivery.objects.filter(
+                notification_id=notification_id,
+                user_id__in=users[start : start + USERS_PER_STATEMENT],
+                seen_at__isnull=True,
+            ).update(seen_at=now)
     return marked
 
 
