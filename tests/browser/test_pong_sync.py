@@ -18,7 +18,7 @@ from django.utils import timezone
 from playwright.sync_api import expect
 
 from notifications.models import Notification
-from notifications.services import deliveries_archive, deliveries_record, notify
+from notifications.services import deliveries_record, notify
 from tests import processes
 from tests.browser.conftest import Bell, log_in
 from tests.factories import UserFactory
@@ -130,21 +130,3 @@ def test_a_lost_push_before_one_that_arrived_is_still_recovered(new_context, pin
     assert lost.pk not in state["pushed"]
     bell.expect_unread(2)
     expect(bell.items).to_have_count(2)
-
-
-def test_a_done_elsewhere_whose_push_was_lost_leaves_at_the_next_pong(new_context, pinging_daphne):
-    """Triage frames travel at most once, like pushes: a pong's count puts the list right."""
-    user = UserFactory()
-    kept, done = notify(user, "Still here"), notify(user, "Done elsewhere")
-    bell = open_bell(new_context, pinging_daphne, user)
-    expect(bell.items).to_have_count(2)
-    bell.expect_unread(2)
-    before = hook(bell)
-
-    # Archived in the database only: no frame reaches this page (as if Redis lost it).
-    deliveries_archive(user, [done.pk])
-    expect(bell.item(done.pk)).to_have_count(0, timeout=WITHIN * 1000)
-
-    bell.expect_unread(1)
-    expect(bell.item(kept.pk)).to_have_count(1)
-    assert hook(bell)["reconciles"] > before["reconciles"]

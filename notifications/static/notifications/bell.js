@@ -1479,7 +1479,6 @@
    * or an unarchive of something this page no longer holds: the latest page from the API. */
   function fetchLatest(addUnknown) {
     if (!items.size && !addUnknown) return;
-    var held = new Set(items.keys()); // what arrives meanwhile is not judged by this page
     getList().then(function (data) {
       var changed = false;
       var listed = new Set();
@@ -1490,16 +1489,6 @@
         if (n) {
           if (fresh.read !== n.read) { n.read = fresh.read; changed = true; }
         } else if (addUnknown && !toasted.has(fresh.id) && remember(fresh)) {
-          changed = true;
-        }
-      });
-      // What the page covers but no longer lists was archived or snoozed elsewhere (a push
-      // that never came): it leaves. Items older than a full page's last are not judged.
-      var oldest = data.next === null || !results.length ? "" : whenOf(results[results.length - 1]);
-      Array.from(items.values()).forEach(function (n) {
-        if (held.has(n.id) && !listed.has(n.id) && whenOf(n) >= oldest) {
-          items.delete(n.id);
-          gone.set(n.id, n);
           changed = true;
         }
       });
