@@ -165,7 +165,8 @@ class Bell:
     def wait_ready(self) -> Bell:
         """Wait until the socket said hello and the first list arrived."""
         expect(self.root).to_have_attribute("data-connection-state", "open")
-        expect(self.root.locator("[data-notification-loading]")).to_be_hidden()
+        # The panel is closed, so "hidden" would hold at once: the bell sets the property.
+        expect(self.root.locator("[data-notification-loading]")).to_have_js_property("hidden", True)
         return self
 
     def expect_unread(self, count: int) -> None:

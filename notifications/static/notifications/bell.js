@@ -266,6 +266,10 @@
   var stableTimer = null;
   var stopped = false;
   var greeted = false;            // a hello has arrived on some connection of this page
+  // The first hello's last id: what the page's first list holds after it was dispatched
+  // after the page connected, and is news (undefined: no hello yet).
+  var helloLast;
+  var historyIds = new Set();     // ids the first list brought as history (not toasted)
   var syncQueue = [];             // per sync in flight: {counted: a hello or pong already
                                   // counted its items, since: the cursor it was sent with}
   var waiters = [];               // changes waiting for the server's frame: {type, ids, done}
@@ -319,7 +323,8 @@
           role: role,
           tab: tabId,
           socketsOpened: socketsOpened,
-          toasted: Array.from(toasted)
+          toasted: Array.from(toasted),
+          loaded: loaded
         };
       }
     });
@@ -1142,6 +1147,7 @@
         // server that says hello and then drops every socket must not be hammered.
         window.clearTimeout(stableTimer);
         stableTimer = window.setTimeout(function () { attempt = 0; }, STABLE_AFTER);
+        if (!greeted) helloLast = msg.last_id === undefined ? NaN : msg.last_id;
         greeted = true;
         setState("open");
         setUnread(msg.unread);
@@ -1163,6 +1169,11 @@
         if (remember(n)) {
           ack([n.id]);
           if (!n.read) { setUnread(unread + 1); news.push(n.id); }
+        } else if (historyIds.has(n.id)) {
+          // Pushed, so dispatched just now: the first list, read meanwhile, already held it
+          // (and counted it) as history. It is news all the same.
+          historyIds.delete(n.id);
+          if (items.has(n.id) && !items.get(n.id).read) news.push(n.id);
         }
         break;
       }
@@ -1184,8 +1195,17 @@
         var fresh = got.filter(remember);
         ack(fresh.map(function (x) { return x.id; }));
         loaded = true;
-        // The first list of a page is history, not news: no toasts for it.
-        if (!first) {
+        // The first list of a page is history, not news: no toasts for it, except for what
+        // was dispatched after the page's first hello (listed after its last id, or all
+        // when it had none) — the page may have connected before it, or lost that socket
+        // before the list came.
+        if (first) {
+          var mark = helloLast === null ? 0 : got.findIndex(function (x) { return x.id === helloLast; }) + 1;
+          var listedNew = mark > 0 || helloLast === null ? got.slice(mark) : [];
+          news = listedNew.filter(function (x) { return !x.read && fresh.indexOf(x) >= 0; })
+            .map(function (x) { return x.id; });
+          fresh.forEach(function (x) { if (news.indexOf(x.id) < 0) historyIds.add(x.id); });
+        } else {
           var unreadFresh = fresh.filter(function (x) { return !x.read; });
           if (typeof msg.unread !== "number" && !asked.counted) {
             setUnread(unread + unreadFresh.length);
