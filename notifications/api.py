@@ -17,6 +17,7 @@ from typing import Any
 from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.middleware.csrf import CsrfViewMiddleware
+from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
 from notifications import conf
@@ -24,6 +25,7 @@ from notifications.dispatch import push_read, push_triage
 from notifications.events import FrameError, UserId, parse_client_frame, parse_snooze_until
 from notifications.models import Level
 from notifications.observe import emit
+from notifications.preferences import PreferencesError, preferences_read, preferences_write
 from notifications.selectors import STATUSES, notification_page
 from notifications.services import (
     ReadResult,
@@ -237,3 +239,23 @@ def tell_other_tabs(user_id: UserId, result: ReadResult | TriageResult) -> None:
             push_read(user_id, result)
     except Exception as exc:
         logger.warning("Could not push a change to user %s's sockets (%r)", user_id, exc)
+
+
+@api_view("GET", "PUT")
+def api_preferences(request: HttpRequest) -> HttpResponse:
+    """GET|PUT /notifications/api/preferences/ — categories (bell, toasts) and quiet hours.
+
+    A PUT may send any part; it applies at once to every open tab of the user (a
+    ``preferences`` frame). Times are in the user's zone (the bell's ``tz`` cookie).
+    """
+    if request.method == "GET":
+        return JsonResponse(preferences_read(request.user))
+    try:
+        data = _json_body(request)
+    except ValueError as exc:
+        return _bad_request(str(exc))
+    try:
+        shown = preferences_write(request.user, data, zone=timezone.get_current_timezone_name())
+    except PreferencesError as exc:
+        return api_error(400, "invalid", str(exc))
+    return JsonResponse(shown)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, fields
 from functools import cache
 from typing import Any, NamedTuple
@@ -76,6 +77,12 @@ DEFAULTS: dict[str, Any] = {
     # The admin asks "Send to N people?" before saving a notification for Everyone or for an
     # audience larger than this.
     "CONFIRM_AUDIENCE_OVER": 1000,
+    # The kinds of notification a site sends, slug -> {"label", "description", "mutable",
+    # "default"} (see notifications.categories): users mute them, or their toasts, one by
+    # one on the preferences page. Every notification has one (DEFAULT_CATEGORY unless
+    # given); a "critical" notification ignores mutes and quiet hours.
+    "CATEGORIES": {"general": {"label": "General"}},
+    "DEFAULT_CATEGORY": "general",
     # Send a welcome notification to every new user (a model-signal example).
     "WELCOME_NEW_USERS": True,
     # Tell users when they are added to a Group (a model-signal example).
@@ -111,6 +118,8 @@ class NotificationSettings:
     BELL_PING_INTERVAL: float
     BASE_TEMPLATE: str
     CONFIRM_AUDIENCE_OVER: int
+    CATEGORIES: dict[str, Any]
+    DEFAULT_CATEGORY: str
     WELCOME_NEW_USERS: bool
     NOTIFY_GROUP_JOINS: bool
 
@@ -173,8 +182,71 @@ def problems(values: Any) -> list[Problem]:
             )
         )
     found.extend(_sentinel_problems(values))
+    found.extend(category_problems(merged["CATEGORIES"], merged["DEFAULT_CATEGORY"]))
     return found
 
+
+_CATEGORY_KEYS = {"label": str, "description": str, "mutable": bool, "default": bool}
+
+
+def category_problems(declared: Any, default: Any) -> list[Problem]:
+    """E007: a CATEGORIES entry that is no slug or has a bad key; E008: a bad DEFAULT_CATEGORY."""
+    if not isinstance(declared, dict):
+        return []  # E003 says so already
+    found: list[Problem] = []
+    hint = (
+        'Declare each as "slug": {"label": "…", "description": "…", "mutable": True,'
+        ' "default": True}.'
+    )
+    for slug, spec in declared.items():
+        if not _SLUG.fullmatch(slug):
+            found.append(
+                Problem(
+                    "E007",
+                    "CATEGORIES",
+                    f"Category {slug!r} is not a slug (a-z, 0-9, -, _; at most 50).",
+                    hint,
+                )
+            )
+            continue
+        if not isinstance(spec, dict):
+            found.append(
+                Problem(
+                    "E007", "CATEGORIES", f"Category {slug!r} must be a dict, not {spec!r}.", hint
+                )
+            )
+            continue
+        for key, value in spec.items():
+            kind = _CATEGORY_KEYS.get(key)
+            if kind is None or not isinstance(value, kind):
+                found.append(
+                    Problem(
+                        "E007", "CATEGORIES", f"Category {slug!r} has {key!r}: {value!r}.", hint
+                    )
+                )
+        if spec.get("mutable") is False and spec.get("default") is False:
+            found.append(
+                Problem(
+                    "E007",
+                    "CATEGORIES",
+                    f"Category {slug!r} is off by default and nobody may switch it on"
+                    " (mutable False).",
+                    "An unmutable category is always shown: drop default False.",
+                )
+            )
+    if isinstance(default, str) and default not in declared:
+        found.append(
+            Problem(
+                "E008",
+                "DEFAULT_CATEGORY",
+                f"NOTIFICATIONS['DEFAULT_CATEGORY'] = {default!r} is not among CATEGORIES.",
+                "Name one of: " + ", ".join(declared) + ".",
+            )
+        )
+    return found
+
+
+_SLUG = re.compile(r"[a-z0-9][a-z0-9_-]{0,49}")
 
 # Keys whose empty value means "off" (Sentinel unused) rather than a mistake.
 _MAY_BE_EMPTY = frozenset({"REDIS_SENTINEL_MASTER"})

@@ -24,6 +24,7 @@ from notifications.handshake_sql import auth_group_ids
 from notifications.middleware import TIMEZONE_COOKIE, zone_from_cookie
 from notifications.observe import aemit
 from notifications.origin import handshake_origin_allowed
+from notifications.preferences import muted_categories
 from notifications.selectors import badge_state, missed_since
 from notifications.services import (
     TriageResult,
@@ -67,10 +68,11 @@ def groups_for_user(user_id: UserId) -> set[str] | None:
     return user_groups(user.pk, user.is_staff, auth_group_ids(user.pk))
 
 
-def connect_state(user_id: UserId) -> tuple[list[int], int, int | None]:
-    """Return what a handshake needs in one database call: auth group ids, unread, last id."""
+def connect_state(user_id: UserId) -> tuple[list[int], int, int | None, frozenset[str]]:
+    """Return what a handshake needs in one trip through the thread pool: auth group ids,
+    unread, last id, and the categories whose pushes this socket drops."""
     unread, last_id = badge_state(user_id)
-    return auth_group_ids(user_id), unread, last_id
+    return auth_group_ids(user_id), unread, last_id, muted_categories(user_id)
 
 
 aconnect_state = db_async(connect_state)
@@ -83,6 +85,7 @@ class PingState(NamedTuple):
     last_id: int | None
     groups: set[str] | None  # None: the user is gone or inactive
     session_alive: bool
+    muted: frozenset[str]
 
 
 def ping_state(user_id: UserId, session: Any) -> PingState:
@@ -93,7 +96,13 @@ def ping_state(user_id: UserId, session: Any) -> PingState:
     dropped after a deadline rather than hold up the request that made them.
     """
     unread, last_id = badge_state(user_id)
-    return PingState(unread, last_id, groups_for_user(user_id), _session_exists(session))
+    return PingState(
+        unread,
+        last_id,
+        groups_for_user(user_id),
+        _session_exists(session),
+        muted_categories(user_id),
+    )
 
 
 def _session_exists(session: Any) -> bool:
@@ -106,7 +115,7 @@ def _session_exists(session: Any) -> bool:
 aping_state = db_async(ping_state)
 
 
-def preload_connect_state(user: Any) -> tuple[list[int], int, int | None]:
+def preload_connect_state(user: Any) -> tuple[list[int], int, int | None, frozenset[str]]:
     """``connect_state`` for SessionAuthMiddleware's ``preload``: read with session and user."""
     return connect_state(user.pk)
 
@@ -141,6 +150,7 @@ class NotificationConsumer(AsyncWebsocketConsumer):
         user = self.scope.get("user")
         self.joined: set[str] = set()
         self.early: list[tuple[dict[str, Any], str | None]] | None = []
+        self.muted: frozenset[str] = frozenset()
         if not handshake_origin_allowed(self.scope):
             # Closing before accept refuses the handshake (HTTP 403): another site's page
             # must not open a socket with our user's cookie, whatever wraps this consumer.
@@ -167,7 +177,7 @@ class NotificationConsumer(AsyncWebsocketConsumer):
         preloaded = self.scope.get("preloaded")
         if preloaded is None:
             preloaded = await aconnect_state(self.user_id)
-        group_ids, unread, last_id = preloaded
+        group_ids, unread, last_id, self.muted = preloaded
         wanted = user_groups(user.pk, user.is_staff, group_ids)
         if self.session_group:
             wanted.add(self.session_group)
@@ -275,9 +285,10 @@ class NotificationConsumer(AsyncWebsocketConsumer):
             self.user_id = None
             await self.close(code=CLOSE_SESSION_GONE)
             return
-        # The pushes that move sockets between groups are best effort (a user's save does
-        # not wait for a silent Redis): the groups read here are what counts.
+        # The pushes that move sockets between groups, or change what they drop, are best
+        # effort (a user's save does not wait for a silent Redis): what is read here counts.
         await self._move_to(state.groups)
+        self.muted = state.muted
         await self.send_json(events.pong_frame(state.last_id, state.unread))
 
     def _zone(self) -> Any:
@@ -356,6 +367,10 @@ class NotificationConsumer(AsyncWebsocketConsumer):
 
     # ---- channel layer → client (called by the process's LocalHub) ---------------------
 
+    def _drops(self, notification: dict[str, Any]) -> bool:
+        """Whether this user muted the pushed notification's category (critical: never)."""
+        return notification.get("category") in self.muted and not notification.get("critical")
+
     async def deliver(self, event: dict[str, Any], frame: str | None) -> None:
         """Take one layer event whose socket frame, if any, is already encoded."""
         if self.closed or self.user_id is None:
@@ -364,7 +379,14 @@ class NotificationConsumer(AsyncWebsocketConsumer):
             self.early.append((event, frame))
             return
         kind = event.get("type")
-        if kind in ("notify.created", "notify.read", "notify.state") and frame is not None:
+        if kind == "notify.created" and self.muted and self._drops(event["notification"]):
+            return
+        if kind == "notify.preferences":
+            self.muted = frozenset(event.get("muted") or ())
+        if (
+            kind in ("notify.created", "notify.read", "notify.state", "notify.preferences")
+            and frame is not None
+        ):
             # Straight to the server's send: this runs once per socket per broadcast, and
             # channels' two send wrappers add nothing here but their cost.
             await self.base_send({"type": "websocket.send", "text": frame})

@@ -39,6 +39,7 @@ from notifications.events import (
     user_group,
 )
 from notifications.models import Audience, Delivery, Notification
+from notifications.preferences import muted_count, muted_pairs, recipients
 from notifications.services import (
     ReadResult,
     Returned,
@@ -96,14 +97,16 @@ def dispatch_notification(notification_id: int, now: datetime | None = None) -> 
         if not claimed:
             return None
         notification = Notification.objects.get(pk=notification_id)
-        count = 0
+        count = muted = 0
         expired = notification.expired_by(now)
         if not expired:
+            audience = audience_queryset(notification)
             count = deliveries_record_audience(
-                notification.pk, audience_queryset(notification), chunk_size, now
+                notification.pk, recipients(notification, audience), chunk_size, now
             )
+            muted = muted_count(notification, audience)
         Notification.objects.filter(pk=notification.pk).update(
-            recipient_count=count, recorded_at=now
+            recipient_count=count, recorded_at=now, muted_count=muted
         )
     return Dispatched(
         id=notification.pk,
@@ -215,20 +218,28 @@ def _dispatch_single_user_batch(ids: list[int], now: datetime) -> list[Dispatche
         )
         if not rows:
             return []
-        reached = [
+        active = [
             row
             for row in rows
             if row.recipient is not None and row.recipient.is_active and not row.expired_by(now)
         ]
+        # One query for the batch: the recipients who muted the row's category.
+        muted = muted_pairs((row, row.recipient_id) for row in active)
+        reached = [row for row in active if (row.pk, row.recipient_id) not in muted]
         deliveries_record_pairs([(row.pk, row.recipient_id) for row in reached])
         reached_pks = {row.pk for row in reached}
+        muted_pks = {pk for pk, _ in muted}
         if reached_pks:
             Notification.objects.filter(pk__in=reached_pks).update(
                 dispatched_at=now, recorded_at=now, recipient_count=1
             )
-        if len(reached_pks) < len(rows):
+        if muted_pks:
+            Notification.objects.filter(pk__in=muted_pks).update(
+                dispatched_at=now, recorded_at=now, muted_count=1
+            )
+        if len(reached_pks) + len(muted_pks) < len(rows):
             Notification.objects.filter(
-                pk__in=[row.pk for row in rows if row.pk not in reached_pks]
+                pk__in=[row.pk for row in rows if row.pk not in reached_pks | muted_pks]
             ).update(dispatched_at=now, recorded_at=now)
     elapsed_ms = (time.perf_counter() - started) * 1000 / len(rows)
     for row in rows:
@@ -304,8 +315,10 @@ def record_broadcast(notification_id: int, now: datetime | None = None) -> int |
     if notification is None:
         return None
     expired = notification.expired_by(now)
+    muted = 0
     if not expired:
-        users = audience_queryset(notification)
+        audience = audience_queryset(notification)
+        users = recipients(notification, audience)
         chunk_size = conf.get().CHUNK_SIZE
         if connections[Delivery.objects.db].vendor == "sqlite":
             # A writer waiting for SQLite's lock sleeps in growing steps (1, 2, 5, 10, 15,
@@ -322,6 +335,7 @@ def record_broadcast(notification_id: int, now: datetime | None = None) -> int |
                     return None
                 deliveries_record_chunk(notification_id, users, chunk, now)
             rest = time.perf_counter() - began
+        muted = muted_count(notification, audience)
     with transaction.atomic():
         if _lock_unrecorded(notification_id) is None:
             return None
@@ -329,7 +343,7 @@ def record_broadcast(notification_id: int, now: datetime | None = None) -> int |
         # wait for it (PostgreSQL) or came first (SQLite); either way it is seen here.
         count = 0 if expired else Delivery.objects.filter(notification_id=notification_id).count()
         Notification.objects.filter(pk=notification_id).update(
-            recipient_count=count, recorded_at=now
+            recipient_count=count, recorded_at=now, muted_count=muted
         )
     return count
 

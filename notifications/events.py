@@ -29,6 +29,8 @@ class SerializedNotification(TypedDict):
     title: str
     body: str
     level: str
+    category: str
+    critical: bool
     url: str
     created_at: str
     dispatched_at: str | None
@@ -175,6 +177,8 @@ def serialize_notification(
         "title": notification.title,
         "body": notification.body,
         "level": notification.level,
+        "category": notification.category,
+        "critical": notification.critical,
         "url": safe_link(notification.url),
         "created_at": notification.created_at.isoformat(),
         "dispatched_at": dispatched.isoformat() if dispatched else None,
@@ -369,6 +373,22 @@ def layer_read_event(ids: list[int], unread: int, group: str) -> dict[str, Any]:
 def layer_state_event(frame: dict[str, Any], group: str) -> dict[str, Any]:
     """Carry a user's triage frame (``triage_frame``) to the sockets in ``group``."""
     return {"type": "notify.state", "group": group, "frame": frame}
+
+
+def preferences_frame(preferences: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "preferences", "preferences": preferences}
+
+
+def layer_preferences_event(
+    preferences: dict[str, Any], muted: list[str], group: str
+) -> dict[str, Any]:
+    """A user's new preferences: the frame for the bell, and the slugs sockets now drop."""
+    return {
+        "type": "notify.preferences",
+        "group": group,
+        "preferences": preferences,
+        "muted": muted,
+    }
 
 
 def layer_logout_event(group: str) -> dict[str, Any]:

@@ -394,6 +394,8 @@ def encode_frame(event: dict[str, Any]) -> str | None:
         frame = events.read_frame(event["ids"], event["unread"])
     elif event["type"] == "notify.state":
         frame = event["frame"]
+    elif event["type"] == "notify.preferences":
+        frame = events.preferences_frame(event["preferences"])
     else:
         return None
     return json.dumps(frame, separators=(",", ":"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 from typing import Any
 
 from django.conf import settings
@@ -12,7 +13,13 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from notifications import categories
 from notifications.validators import MAX_URL_LENGTH, validate_notification_url
+
+
+def default_category() -> str:
+    """The category a notification saved without one gets (NOTIFICATIONS["DEFAULT_CATEGORY"])."""
+    return categories.default_slug()
 
 
 class Level(models.TextChoices):
@@ -95,8 +102,18 @@ class Notification(models.Model):
     expires_at = models.DateTimeField(
         _("expires at"), null=True, blank=True, help_text=_("After this it leaves the bell.")
     )
+    # A slug of NOTIFICATIONS["CATEGORIES"] (checked by clean(), not by the database: a site
+    # may retire a category and keep its rows).
+    category = models.CharField(_("category"), max_length=50, default=default_category)
+    critical = models.BooleanField(
+        _("critical"),
+        default=False,
+        help_text=_("Ignores mutes and quiet hours: a security alert, an outage."),
+    )
     dispatched_at = models.DateTimeField(_("dispatched at"), null=True, blank=True, editable=False)
     recipient_count = models.PositiveIntegerField(_("recipients"), default=0, editable=False)
+    # Users of the audience left out at dispatch because they muted the category.
+    muted_count = models.PositiveIntegerField(_("muted"), default=0, editable=False)
     # Set when every Delivery row is written. A broadcast is pushed first and recorded right
     # after; until then this is empty and the sweep finishes what a dead listener left.
     recorded_at = models.DateTimeField(_("recorded at"), null=True, blank=True, editable=False)
@@ -154,6 +171,10 @@ class Notification(models.Model):
                 errors["group"] = _("Leave the group empty for this audience.")
         if self.publish_at and self.expires_at and self.expires_at <= self.publish_at:
             errors["expires_at"] = _("The expiry must come after the publish time.")
+        try:
+            self.category = categories.validate(self.category)
+        except ValueError as exc:
+            errors["category"] = str(exc)
         if self.title is not None and not self.title.strip():
             errors["title"] = _("The title cannot be blank.")
         if errors:
@@ -314,3 +335,62 @@ class ImportedNotification(models.Model):
 
     def __str__(self) -> str:
         return f"{self.source_table} #{self.source_id} → {self.notification_id}"
+
+
+def _default_quiet_days() -> str:
+    return "0123456"
+
+
+class Preference(models.Model):
+    """A user's quiet hours: no toast, sound or desktop pop-up then (still stored, counted).
+
+    A quiet period starts at ``quiet_start`` on each day in ``quiet_days`` (digits, Monday =
+    0) and ends at the next ``quiet_end``, in ``time_zone`` (the user's zone when saved).
+    """
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+", verbose_name=_("user")
+    )
+    quiet_hours_enabled = models.BooleanField(_("quiet hours"), default=False)
+    quiet_start = models.TimeField(_("quiet from"), default=datetime.time(22, 0))
+    quiet_end = models.TimeField(_("quiet until"), default=datetime.time(7, 0))
+    quiet_days = models.CharField(_("quiet days"), max_length=7, default=_default_quiet_days)
+    time_zone = models.CharField(_("time zone"), max_length=64, blank=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("notification preference")
+        verbose_name_plural = _("notification preferences")
+
+    def __str__(self) -> str:
+        return f"Preferences of {self.user_id}"
+
+
+class CategoryPreference(models.Model):
+    """One user's choice for one category: shown in the bell (or muted), toasts on or off.
+
+    Only choices that differ from the category's default need a row; dispatch leaves out
+    the users with ``bell=False`` in one anti-join (index ``category, bell, user``).
+    """
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+", verbose_name=_("user")
+    )
+    category = models.CharField(_("category"), max_length=50)
+    bell = models.BooleanField(_("show in the bell"), default=True)
+    toasts = models.BooleanField(_("toasts and pop-ups"), default=True)
+
+    class Meta:
+        verbose_name = _("category preference")
+        verbose_name_plural = _("category preferences")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user", "category"], name="category_preference_unique_user"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["category", "bell", "user"], name="category_pref_mute_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_id}: {self.category}"

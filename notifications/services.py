@@ -11,7 +11,7 @@ from django.contrib.auth.models import AbstractBaseUser, Group
 from django.db import connections, transaction
 from django.utils import timezone
 
-from notifications import conf
+from notifications import categories, conf
 from notifications.asyncdb import db_async
 from notifications.audience import audience_queryset
 from notifications.events import UserId
@@ -23,6 +23,7 @@ from notifications.models import (
     Level,
     Notification,
 )
+from notifications.preferences import recipients
 from notifications.selectors import unread_count
 
 # Users per statement of the batched writes (acks, seen marks): well inside SQLite's limit
@@ -42,6 +43,8 @@ def notification_create(
     created_by: Any = None,
     publish_at: datetime | None = None,
     expires_at: datetime | None = None,
+    category: str | None = None,
+    critical: bool = False,
 ) -> Notification:
     """Validate and save a notification; it is published when the transaction commits.
 
@@ -58,6 +61,8 @@ def notification_create(
         created_by=created_by,
         publish_at=publish_at,
         expires_at=expires_at,
+        category=category or categories.default_slug(),
+        critical=bool(critical),
     )
     notification.full_clean()
     notification.save()
@@ -74,8 +79,11 @@ def notify(
     created_by: Any = None,
     publish_at: datetime | None = None,
     expires_at: datetime | None = None,
+    category: str | None = None,
+    critical: bool = False,
 ) -> Notification:
-    """Send a notification to one user."""
+    """Send a notification to one user (``category``: a declared slug; ``critical`` ignores
+    the user's mutes and quiet hours)."""
     return notification_create(
         title=title,
         body=body,
@@ -86,6 +94,8 @@ def notify(
         created_by=created_by,
         publish_at=publish_at,
         expires_at=expires_at,
+        category=category,
+        critical=critical,
     )
 
 
@@ -100,8 +110,11 @@ def broadcast(
     created_by: Any = None,
     publish_at: datetime | None = None,
     expires_at: datetime | None = None,
+    category: str | None = None,
+    critical: bool = False,
 ) -> Notification:
-    """Send a notification to everyone, all staff, or the members of ``group``."""
+    """Send a notification to everyone, all staff, or the members of ``group``; users who
+    muted ``category`` get no row and no push (unless ``critical``)."""
     return notification_create(
         title=title,
         body=body,
@@ -112,6 +125,8 @@ def broadcast(
         created_by=created_by,
         publish_at=publish_at,
         expires_at=expires_at,
+        category=category,
+        critical=critical,
     )
 
 
@@ -338,7 +353,9 @@ def deliveries_record_in_flight(user: AbstractBaseUser | Any, ids: Iterable[int]
     with transaction.atomic():
         return sum(
             deliveries_record_audience(
-                notification.pk, audience_queryset(notification).filter(pk=user_id), chunk_size
+                notification.pk,
+                recipients(notification, audience_queryset(notification).filter(pk=user_id)),
+                chunk_size,
             )
             for notification in _key_share_locked(in_flight.order_by("pk"))
         )

@@ -14,6 +14,7 @@ urlpatterns = [
     path("api/unarchive/", api.api_unarchive, name="api-unarchive"),
     path("api/unread/", api.api_unread, name="api-unread"),
     path("api/snooze/", api.api_snooze, name="api-snooze"),
+    path("api/preferences/", api.api_preferences, name="api-preferences"),
     # Last: any other path under api/ answers a JSON 404.
     re_path(r"^api/(?P<rest>.*)$", api.api_not_found, name="api-not-found"),
 ]

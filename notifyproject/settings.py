@@ -144,6 +144,21 @@ NOTIFICATIONS = {
     "CHANNEL": os.environ.get("NOTIFICATIONS_CHANNEL", "notifications"),
     # The inbox sits inside the demo's own layout (header, bell, account menu).
     "BASE_TEMPLATE": "base.html",
+    # What users may mute or silence on /notifications/preferences/.
+    "CATEGORIES": {
+        "general": {"label": "General", "description": "Announcements and everything else."},
+        "mentions": {"label": "Mentions", "description": "Someone mentioned you or replied."},
+        "digest": {
+            "label": "Weekly digest",
+            "description": "A summary of the week. Off unless you switch it on.",
+            "default": False,
+        },
+        "security": {
+            "label": "Security",
+            "description": "Sign-ins and account changes. Always shown.",
+            "mutable": False,
+        },
+    },
 }
 if REDIS_SENTINELS or REDIS_SENTINEL_MASTER:
     NOTIFICATIONS.update(

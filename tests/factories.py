@@ -42,6 +42,8 @@ NOTIFICATION_FIELDS = [
     "title",
     "body",
     "level",
+    "category",
+    "critical",
     "url",
     "created_at",
     "dispatched_at",

@@ -120,6 +120,8 @@ async def test_user_notification_reaches_only_its_recipient(listener):
         "title": "For Alice",
         "body": "b",
         "level": "warning",
+        "category": "general",
+        "critical": False,
         "url": "/posts/1/",
         "created_at": notification.created_at.isoformat(),
         "dispatched_at": notification.dispatched_at.isoformat(),

@@ -106,6 +106,8 @@ def test_page_items_are_serialized(me) -> None:
         "title": "T",
         "body": "B",
         "level": "warning",
+        "category": "general",
+        "critical": False,
         "url": "/x/",
         "created_at": row.created_at.isoformat(),
         "dispatched_at": None,
