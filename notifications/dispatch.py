@@ -28,6 +28,7 @@ from notifications.events import (
     SerializedNotification,
     UserId,
     auth_group_group,
+    expired_frame,
     layer_created_event,
     layer_logout_event,
     layer_membership_event,
@@ -387,6 +388,36 @@ def expired_between(start: datetime, end: datetime, limit: int = 500) -> list[in
         )
         .order_by("expires_at", "id")
         .values_list("id", flat=True)[:limit]
+    )
+
+
+def expired_by_group(ids: Iterable[int]) -> dict[str, list[int]]:
+    """Group notification ids by the layer groups their audience was pushed to."""
+    groups: dict[str, list[int]] = {}
+    rows = Notification.objects.filter(pk__in=list(ids), dispatched_at__isnull=False).only(
+        "pk", "audience", "recipient_id", "group_id"
+    )
+    for notification in rows.order_by("pk"):
+        for group in fan_out_groups(notification):
+            groups.setdefault(group, []).append(notification.pk)
+    return groups
+
+
+async def apush_expired(
+    by_group: dict[str, list[int]], layer: BaseChannelLayer | None = None
+) -> None:
+    """Tell every open bell of each audience that these notifications expired.
+
+    One layer message per audience group, as for the push itself; bounded per batch
+    (``deadlines.group_send_all``). A lost one is put right by the bell's next pong (its
+    count) and its next reload.
+    """
+    if not by_group:
+        return
+    layer = layer or get_channel_layer()
+    await deadlines.group_send_all(
+        layer,
+        [(group, layer_state_event(expired_frame(ids), group)) for group, ids in by_group.items()],
     )
 
 

@@ -242,6 +242,15 @@ def triage_frame(
     return frame
 
 
+def expired_frame(ids: list[int]) -> dict[str, Any]:
+    """Sent to an audience's groups when notifications expire: they leave every open bell.
+
+    No ``unread``: one frame serves every member of the audience, whose counts differ. The
+    bell takes one off for each unread one it held; the next pong has the server's count.
+    """
+    return {"type": "expired", "ids": ids}
+
+
 def pong_frame(last_id: int | None = None, unread: int | None = None) -> dict[str, Any]:
     """Answer a ping with the newest delivered id and the unread count.
 

@@ -30,11 +30,13 @@ from notifications.asyncdb import (
 from notifications.dispatch import (
     Dispatched,
     afan_out,
+    apush_expired,
     apush_returned,
     claim_broadcast,
     dispatch_one_user_batch,
     due_notification_ids,
     expired_between,
+    expired_by_group,
     next_expiry_after,
     next_scheduled_at,
     record_broadcast,
@@ -694,6 +696,16 @@ class NotificationListener:
         now = timezone.now()
         ids = await db_async_discarding(expired_between)(self._expiry_seen_until, now)
         self._expiry_seen_until = now
+        if not ids:
+            return
+        # Every open bell drops them now, not at its next reload.
+        by_group = await db_async_discarding(expired_by_group)(ids)
+        try:
+            await apush_expired(by_group, self.layer)
+        except Exception as exc:
+            logger.warning(
+                "Could not push %d expiries (%r); bells drop them at reload", len(ids), exc
+            )
         for notification_id in ids:
             await aemit("expired", id=notification_id)
 

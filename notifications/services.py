@@ -670,4 +670,9 @@ def notification_expire(notification: Notification, *, now: datetime | None = No
     updated = Notification.objects.filter(pk=notification.pk).live(now).update(expires_at=now)
     if updated:
         notification.expires_at = now
+        # The listener takes it out of every open bell when it wakes (at once, not at its
+        # next planned wake-up or sweep).
+        from notifications.publisher import publish_wake_on_commit
+
+        publish_wake_on_commit(now)
     return bool(updated)
