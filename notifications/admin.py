@@ -202,7 +202,7 @@ class NotificationAdmin(admin.ModelAdmin):
         "created_display",
     )
     list_display_links = ("title_display",)
-    list_filter = ("level", "audience", StateListFilter)
+    list_filter = ("level", "category", "critical", "audience", StateListFilter)
     list_select_related = ("created_by", "recipient", "group")
     list_per_page = 50
     search_fields = ("title",)
@@ -222,7 +222,7 @@ class NotificationAdmin(admin.ModelAdmin):
     )
     add_fieldsets = (
         (None, {"fields": ("audience", "recipient", "group", "audience_reach")}),
-        (_("Message"), {"fields": ("level", "title", "body", "url")}),
+        (_("Message"), {"fields": ("level", "category", "critical", "title", "body", "url")}),
         (_("Preview"), {"fields": ("preview",)}),
         (_("Schedule"), {"fields": ("publish_at", "expires_at")}),
     )
@@ -498,6 +498,7 @@ class NotificationAdmin(admin.ModelAdmin):
             "admin/realtime_notifications/notification/delivery_stats.html",
             {
                 "stats": stats,
+                "muted": obj.muted_count,
                 "rows": [{**row, "label": labels[row["key"]]} for row in stats.rows()],
                 "chart": _timeline_chart(timeline, stats.recipients),
                 "time_zone": zone_description(),

@@ -10,6 +10,7 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from notifications import categories
 from notifications.models import Audience, Notification
 
 # What was sent stays as it was sent: once dispatched, only the expiry may change.
@@ -17,6 +18,8 @@ CONTENT_FIELDS = (
     "title",
     "body",
     "level",
+    "category",
+    "critical",
     "url",
     "audience",
     "recipient",
@@ -43,10 +46,30 @@ class NotificationAdminForm(forms.ModelForm):
             "group": _("Used when the audience is “A group”: its members when it is sent."),
             "publish_at": _("Leave empty to send now, or pick a time to schedule it."),
             "expires_at": _("Optional: after this it leaves the bell and the inbox."),
+            "critical": _(
+                "Reaches everyone in the audience, with a toast, whatever their mutes and "
+                "quiet hours: for security alerts and outages only."
+            ),
         }
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if "category" in self.fields:
+            # The site's declared categories (settings, not the database), as a choice.
+            field = self.fields["category"]
+            self.fields["category"] = forms.ChoiceField(
+                label=field.label,
+                choices=categories.choices(),
+                required=False,  # left out: the default category
+                initial=self.instance.category or categories.default_slug(),
+                help_text=_("Users may mute a category, or its toasts, in their settings."),
+            )
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
+        if "category" in self.fields and not cleaned.get("category"):
+            cleaned["category"] = categories.default_slug()
+            self.instance.category = cleaned["category"]
         audience = cleaned.get("audience")
         # The audience choice decides: a user or group picked for another audience and then
         # left behind (hidden by the form's script) is dropped rather than reported.

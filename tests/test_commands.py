@@ -457,3 +457,18 @@ def test_listener_prints_one_line_per_dispatch_at_the_default_verbosity(
     assert "Dispatched 2 notification(s)." in out.getvalue()
     # The command leaves the loggers as it found them.
     assert not logging.getLogger("notifications.listener").filters
+
+
+@pytest.mark.django_db
+def test_send_with_a_category_and_critical(demo, no_publish):
+    out, _ = send(
+        "--user", "alice", "--title", "New sign-in", "--category", "security", "--critical"
+    )
+    notification = created(out)
+    assert (notification.category, notification.critical) == ("security", True)
+
+
+@pytest.mark.django_db
+def test_send_refuses_an_unknown_category(nothing_created):
+    with pytest.raises(CommandError, match="Unknown category 'nope'"):
+        send("--user", "alice", "--title", "Hi", "--category", "nope")

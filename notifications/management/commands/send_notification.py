@@ -125,6 +125,16 @@ class Command(BaseCommand):
         parser.add_argument(
             "--expires-at", metavar="DATETIME", help="Leave the bell after this (ISO 8601)."
         )
+        parser.add_argument(
+            "--category",
+            default=None,
+            help="A category of NOTIFICATIONS['CATEGORIES'] (default: DEFAULT_CATEGORY).",
+        )
+        parser.add_argument(
+            "--critical",
+            action="store_true",
+            help="Ignore the recipients' mutes and quiet hours (security alerts, outages).",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         """Validate the options, create the notification and say what was done."""
@@ -137,6 +147,8 @@ class Command(BaseCommand):
             "url": options["url"] or "",
             "publish_at": parse_when("--publish-at", options["publish_at"]),
             "expires_at": parse_when("--expires-at", options["expires_at"]),
+            "category": options.get("category"),
+            "critical": bool(options.get("critical")),
         }
         check_times(fields["publish_at"], fields["expires_at"])
         try:
