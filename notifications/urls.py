@@ -2,12 +2,13 @@
 
 from django.urls import path, re_path
 
-from notifications import api, views
+from notifications import api, preferences_page, views
 
 app_name = "notifications"
 
 urlpatterns = [
     path("", views.inbox, name="inbox"),
+    path("preferences/", preferences_page.preferences, name="preferences"),
     path("api/", api.api_list, name="api-list"),
     path("api/read/", api.api_read, name="api-read"),
     path("api/archive/", api.api_archive, name="api-archive"),
