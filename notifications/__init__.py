@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from notifications.models import Notification
 
-__all__ = ["broadcast", "notify"]
+__all__ = ["broadcast", "edit", "notify", "recall"]
 
 
 def notify(
@@ -34,3 +34,17 @@ def broadcast(
     return _broadcast(
         title, body=body, level=level, url=url, audience=audience, group=group, **extra
     )
+
+
+def recall(notification: Notification, by: Any = None) -> bool:
+    """Recall a notification: it leaves every open bell and inbox at once (kept for audit)."""
+    from notifications.recalls import recall as _recall
+
+    return _recall(notification, by=by)
+
+
+def edit(notification: Notification, by: Any = None, **fields: Any) -> list[str]:
+    """Edit a notification's title, body, url or level; open bells update it in place."""
+    from notifications.recalls import edit as _edit
+
+    return _edit(notification, by=by, **fields)

@@ -43,6 +43,7 @@ from notifications.audience import AudienceSize, audience_size
 from notifications.deadlines import PUSH_BATCH_SECONDS
 from notifications.forms import CONTENT_FIELDS, NotificationAdminForm
 from notifications.models import Audience, Delivery, DeliveryState, Level, Notification
+from notifications.recalls import EDITABLE_FIELDS, edit, recall
 from notifications.selectors import (
     NOTIFICATION_STATES,
     STATE_DISPATCHED,
@@ -64,12 +65,14 @@ STATE_LABELS = {
     "pending": _("Pending"),
     "dispatched": _("Dispatched"),
     "expired": _("Expired"),
+    "recalled": _("Recalled"),
 }
 STATE_HINTS = {
     "scheduled": _("Waits for its publish time."),
     "pending": _("Due: the listener sends it within seconds (if it is running)."),
     "dispatched": _("Sent to its recipients."),
     "expired": _("Past its expiry: shown nowhere any more."),
+    "recalled": _("Recalled by an admin: shown nowhere any more (kept for the record)."),
 }
 
 
@@ -211,7 +214,7 @@ class NotificationAdmin(admin.ModelAdmin):
     # can search (get_autocomplete_fields, decided per request), else typed in by id.
     raw_id_fields = ("recipient",)
     radio_fields = {"audience": admin.HORIZONTAL, "level": admin.HORIZONTAL}
-    actions = ("resend_undelivered", "expire_now")
+    actions = ("resend_undelivered", "expire_now", "recall_selected")
     readonly_fields = (
         "audience_reach",
         "preview",
@@ -219,6 +222,10 @@ class NotificationAdmin(admin.ModelAdmin):
         "created_at",
         "dispatched_at",
         "delivery_stats",
+        "edited_at",
+        "edited_by",
+        "recalled_at",
+        "recalled_by",
     )
     add_fieldsets = (
         (None, {"fields": ("audience", "recipient", "group", "audience_reach")}),
@@ -231,6 +238,10 @@ class NotificationAdmin(admin.ModelAdmin):
         (
             _("Delivery"),
             {"fields": ("delivery_stats", "created_by", "created_at", "dispatched_at")},
+        ),
+        (
+            _("Changes after sending"),
+            {"fields": ("edited_at", "edited_by", "recalled_at", "recalled_by")},
         ),
     )
 
@@ -445,8 +456,12 @@ class NotificationAdmin(admin.ModelAdmin):
         return ((None, {"fields": ("audience", *target)}), *fieldsets[1:])
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
+        if obj is not None and obj.recalled_at is not None:
+            return (*self.readonly_fields, *CONTENT_FIELDS, "expires_at")
         if obj is not None and obj.dispatched_at is not None:
-            return (*self.readonly_fields, *CONTENT_FIELDS)
+            # Sent: the text may still change (every open bell follows, see recall.edit);
+            # who it went to, when, and its category may not.
+            return (*self.readonly_fields, *(f for f in CONTENT_FIELDS if f not in EDITABLE_FIELDS))
         return self.readonly_fields
 
     @admin.display(description=_("Audience size"))
@@ -512,9 +527,18 @@ class NotificationAdmin(admin.ModelAdmin):
             obj.created_by = request.user
             obj.save()
             return
+        names = [name for name in form.fields if name in form.cleaned_data]
+        text = [name for name in names if name in EDITABLE_FIELDS and name in form.changed_data]
+        if text and Notification.objects.filter(pk=obj.pk, dispatched_at__isnull=False).exists():
+            # Out already (perhaps while this form was open): an edit, recorded and pushed
+            # to every open bell.
+            current = Notification.objects.get(pk=obj.pk)
+            edit(current, by=request.user, **{name: form.cleaned_data[name] for name in text})
+            names = [name for name in names if name not in text]
         # Save only what the form edits: a full save of this stale copy would overwrite
         # dispatched_at and recipient_count if the listener sent it in the meantime.
-        obj.save(update_fields=[name for name in form.fields if name in form.cleaned_data])
+        if names:
+            obj.save(update_fields=names)
 
     # ---- the confirmation step --------------------------------------------------------
 
@@ -694,6 +718,37 @@ class NotificationAdmin(admin.ModelAdmin):
                 )
                 % {"count": skipped},
                 messages.WARNING,
+            )
+
+    @admin.action(
+        description=_("Recall: remove from every bell and inbox"), permissions=("change",)
+    )
+    def recall_selected(self, request: HttpRequest, queryset: QuerySet) -> None:
+        recalled = sum(recall(n, by=request.user) for n in queryset)
+        already = len(queryset) - recalled
+        if recalled:
+            self.message_user(
+                request,
+                ngettext(
+                    "Recalled %(count)d notification: it has left every bell and inbox "
+                    "(kept here, with who recalled it and when).",
+                    "Recalled %(count)d notifications: they have left every bell and inbox "
+                    "(kept here, with who recalled them and when).",
+                    recalled,
+                )
+                % {"count": recalled},
+                messages.SUCCESS,
+            )
+        if already:
+            self.message_user(
+                request,
+                ngettext(
+                    "%(count)d notification had already been recalled.",
+                    "%(count)d notifications had already been recalled.",
+                    already,
+                )
+                % {"count": already},
+                messages.INFO,
             )
 
     @admin.action(description=_("Expire now"), permissions=("change",))

@@ -6,6 +6,7 @@ import contextlib
 import json
 import logging
 from collections.abc import Iterable
+from dataclasses import replace
 from typing import Any, NamedTuple
 
 from channels.generic.websocket import AsyncWebsocketConsumer
@@ -25,6 +26,7 @@ from notifications.middleware import TIMEZONE_COOKIE, zone_from_cookie
 from notifications.observe import aemit
 from notifications.origin import handshake_origin_allowed
 from notifications.preferences import muted_categories
+from notifications.recalls import recent_changes
 from notifications.selectors import badge_state, missed_since
 from notifications.services import (
     TriageResult,
@@ -127,7 +129,13 @@ def missed_with_in_flight(user_id: UserId, since: int | None) -> Any:
     yet, a row: writing this user's row first puts it in the answer.
     """
     deliveries_record_in_flight(user_id, None)
-    return missed_since(user_id, since)
+    missed = missed_since(user_id, since)
+    if since is not None:
+        # A page that holds a list may hold what was recalled or edited since it was
+        # pushed (a push lost, or the page offline): the answer says so.
+        recalled, updated = recent_changes(user_id)
+        missed = replace(missed, recalled=recalled, updated=updated)
+    return missed
 
 
 amissed_with_in_flight = db_async(missed_with_in_flight)
@@ -362,7 +370,13 @@ class NotificationConsumer(AsyncWebsocketConsumer):
     async def on_sync(self, frame: ClientFrame) -> None:
         missed = await amissed_with_in_flight(self.user_id, frame.since)
         await self.send_json(
-            events.missed_frame(missed.notifications, missed.cursor, missed.unread)
+            events.missed_frame(
+                missed.notifications,
+                missed.cursor,
+                missed.unread,
+                recalled=missed.recalled,
+                updated=missed.updated,
+            )
         )
 
     # ---- channel layer → client (called by the process's LocalHub) ---------------------

@@ -213,12 +213,20 @@ def missed_frame(
     notifications: list[SerializedNotification],
     cursor: int | None = None,
     unread: int | None = None,
+    *,
+    recalled: list[int] | None = None,
+    updated: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Answer a sync; ``cursor`` is the ``since`` for the next one (it may lag the list),
-    ``unread`` the count after it (left out when not known)."""
+    ``unread`` the count after it (left out when not known); ``recalled`` and ``updated``
+    (left out when empty) what of the user's was recalled or edited lately."""
     frame: dict[str, Any] = {"type": "missed", "notifications": notifications, "cursor": cursor}
     if unread is not None:
         frame["unread"] = unread
+    if recalled:
+        frame["recalled"] = recalled
+    if updated:
+        frame["updated"] = updated
     return frame
 
 
@@ -240,6 +248,33 @@ def triage_frame(
     if kind == "snoozed":
         frame["until"] = until.isoformat() if until else None
     return frame
+
+
+def content_of(notification: Notification) -> dict[str, Any]:
+    """What an edit can change, as ``updated`` frames and syncs carry it (no per-user state:
+    one frame serves the whole audience, so the bell keeps its own read/archived state)."""
+    edited = notification.edited_at
+    return {
+        "id": notification.pk,
+        "title": notification.title,
+        "body": notification.body,
+        "level": notification.level,
+        "url": safe_link(notification.url),
+        "edited_at": edited.isoformat() if edited else None,
+    }
+
+
+def recalled_frame(ids: list[int], unread: int | None = None) -> dict[str, Any]:
+    """The notifications were recalled: they leave the bell. ``unread`` only when the frame
+    goes to one user's sockets (a broadcast's members' counts differ; the bell subtracts)."""
+    frame: dict[str, Any] = {"type": "recalled", "ids": ids}
+    if unread is not None:
+        frame["unread"] = unread
+    return frame
+
+
+def updated_frame(content: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "updated", "notification": content}
 
 
 def expired_frame(ids: list[int]) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from django.utils.translation import gettext_lazy as _
 
 from notifications import categories
 from notifications.models import Audience, Notification
+from notifications.recalls import EDITABLE_FIELDS
 
 # What was sent stays as it was sent: once dispatched, only the expiry may change.
 CONTENT_FIELDS = (
@@ -109,6 +110,22 @@ class NotificationAdminForm(forms.ModelForm):
                 _("This time has already passed, so nobody would ever see the notification."),
             )
 
+    def _posted_other_publish_at(self) -> bool:
+        """Whether the posted publish time (a read-only field by now) differs from the one
+        it went out with: the form was opened before it was sent."""
+        if "publish_at" in self.fields or "publish_at_0" not in self.data:
+            return False
+        try:
+            posted = forms.SplitDateTimeField(required=False).clean(
+                [self.data.get("publish_at_0", ""), self.data.get("publish_at_1", "")]
+            )
+        except ValidationError:
+            return True
+        sent = self.instance.publish_at
+        if posted is None or sent is None:
+            return (posted is None) != (sent is None)
+        return abs((posted - sent).total_seconds()) >= 1
+
     def _check_not_sent_meanwhile(self) -> None:
         """Refuse content changes to a notification the listener sent while it was edited.
 
@@ -120,27 +137,33 @@ class NotificationAdminForm(forms.ModelForm):
         if instance.pk is None:
             return
         if instance.dispatched_at is not None:
-            edited = any(
-                _normalise(self.data[name]) != _normalise(str(getattr(instance, name)))
-                for name in _TEXT_CONTENT_FIELDS
-                if name not in self.fields and name in self.data
+            edited = (
+                any(
+                    _normalise(self.data[name]) != _normalise(str(getattr(instance, name)))
+                    for name in _TEXT_CONTENT_FIELDS
+                    if name not in self.fields and name in self.data
+                )
+                or self._posted_other_publish_at()
             )
         else:
-            edited = any(name in CONTENT_FIELDS for name in self.changed_data) and (
+            # Its text may still change (an edit, pushed to open bells); the rest may not.
+            edited = any(
+                name in CONTENT_FIELDS and name not in EDITABLE_FIELDS for name in self.changed_data
+            ) and (
                 Notification.objects.filter(pk=instance.pk, dispatched_at__isnull=False).exists()
             )
         if edited:
             raise ValidationError(
                 _(
-                    "This notification was sent while you were editing it, so its content "
-                    "can no longer change and your edits were not saved. Only the expiry "
-                    "is editable now."
+                    "This notification was sent while you were editing it, so its audience, "
+                    "schedule and category can no longer change and your edits were not "
+                    "saved. Its text, link, level and expiry are still editable."
                 ),
                 code="already_sent",
             )
 
 
-_TEXT_CONTENT_FIELDS = ("title", "body", "level", "url", "audience")
+_TEXT_CONTENT_FIELDS = ("title", "body", "level", "url", "audience", "category")
 
 
 def _normalise(text: str) -> str:

@@ -38,9 +38,14 @@ def _badge_sql(alias: str) -> str:
         f" ON d.{to_notification} = n.{_column(Notification, 'id', qn)}"
         f" WHERE d.{user} = %s AND d.{_column(Delivery, 'state', qn)} IN (%s, %s)"
         f" AND (n.{expires} IS NULL OR n.{expires} > %s)"
+        f" AND n.{_column(Notification, 'recalled_at', qn)} IS NULL"
         f" AND d.{_column(Delivery, 'archived_at', qn)} IS NULL"
         f" AND (d.{snoozed} IS NULL OR d.{snoozed} <= %s)),"
         f" (SELECT d.{to_notification} FROM {delivery} d WHERE d.{user} = %s"
+        # A recalled one is in no list: naming it would send the bell syncing for nothing.
+        f" AND NOT EXISTS (SELECT 1 FROM {notification} r"
+        f" WHERE r.{_column(Notification, 'id', qn)} = d.{to_notification}"
+        f" AND r.{_column(Notification, 'recalled_at', qn)} IS NOT NULL)"
         f" ORDER BY d.{_column(Delivery, 'id', qn)} DESC LIMIT 1)"
     )
 

@@ -47,9 +47,14 @@ class NotificationQuerySet(models.QuerySet["Notification"]):
         return self.filter(dispatched_at__isnull=False, recorded_at__isnull=True)
 
     def due(self, now: Any = None) -> NotificationQuerySet:
-        """Undispatched rows whose time has come: unscheduled, or ``publish_at`` passed."""
+        """Undispatched rows whose time has come: unscheduled, or ``publish_at`` passed
+        (a scheduled one recalled before its time never goes out)."""
         now = now or timezone.now()
-        return self.undispatched().filter(Q(publish_at__isnull=True) | Q(publish_at__lte=now))
+        return (
+            self.undispatched()
+            .filter(recalled_at__isnull=True)
+            .filter(Q(publish_at__isnull=True) | Q(publish_at__lte=now))
+        )
 
     def live(self, now: Any = None) -> NotificationQuerySet:
         """Rows that have not expired."""
@@ -114,6 +119,28 @@ class Notification(models.Model):
     recipient_count = models.PositiveIntegerField(_("recipients"), default=0, editable=False)
     # Users of the audience left out at dispatch because they muted the category.
     muted_count = models.PositiveIntegerField(_("muted"), default=0, editable=False)
+    # Recall and edit (notifications.recall / notifications.edit): who and when, kept for
+    # audit. A recalled notification leaves every bell, inbox and count; its rows stay.
+    recalled_at = models.DateTimeField(_("recalled at"), null=True, blank=True, editable=False)
+    recalled_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        editable=False,
+        related_name="+",
+        verbose_name=_("recalled by"),
+    )
+    edited_at = models.DateTimeField(_("edited at"), null=True, blank=True, editable=False)
+    edited_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        editable=False,
+        related_name="+",
+        verbose_name=_("edited by"),
+    )
     # Set when every Delivery row is written. A broadcast is pushed first and recorded right
     # after; until then this is empty and the sweep finishes what a dead listener left.
     recorded_at = models.DateTimeField(_("recorded at"), null=True, blank=True, editable=False)
@@ -130,6 +157,18 @@ class Notification(models.Model):
                 fields=["publish_at", "id"],
                 name="notif_undispatched_idx",
                 condition=Q(dispatched_at__isnull=True),
+            ),
+            # A sync's question "what did this user's page hold that was recalled or
+            # edited lately?": both partial, so they hold only the few such rows.
+            models.Index(
+                fields=["recalled_at"],
+                name="notif_recalled_idx",
+                condition=Q(recalled_at__isnull=False),
+            ),
+            models.Index(
+                fields=["edited_at"],
+                name="notif_edited_idx",
+                condition=Q(edited_at__isnull=False),
             ),
             # The sweep's other query: broadcasts pushed but not yet recorded. Partial too.
             models.Index(
@@ -208,9 +247,9 @@ UNREAD_STATES = (DeliveryState.PENDING, DeliveryState.DELIVERED)
 
 class DeliveryQuerySet(models.QuerySet["Delivery"]):
     def for_user(self, user: Any) -> DeliveryQuerySet:
-        """A user's deliveries that are still showable (not expired)."""
+        """A user's deliveries that are still showable (not expired, not recalled)."""
         now = timezone.now()
-        return self.filter(user=user).filter(
+        return self.filter(user=user, notification__recalled_at__isnull=True).filter(
             Q(notification__expires_at__isnull=True) | Q(notification__expires_at__gt=now)
         )
 

@@ -8,7 +8,8 @@ itself, for ``created``). The listener, the services and the consumer call ``emi
 
 Events and their fields: ``dispatched(id, audience, recipients)``, ``delivered(user, ids)``,
 ``read(user, ids)``, ``archived`` / ``unarchived`` / ``unread(user, ids)``,
-``snoozed(user, ids, until)``, ``returned(user, ids)``, ``expired(id)``; ``user`` is
+``snoozed(user, ids, until)``, ``returned(user, ids)``, ``expired(id)``, ``recalled(id)``,
+``edited(id)``; ``user`` is
 ``str(pk)``. (``created`` is the save hook's own message on ``CHANNEL``.)
 
 Watching is for people at a terminal, so it must cost the pipeline nothing: a call never

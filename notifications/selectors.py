@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -130,6 +130,8 @@ class Missed:
     notifications: list[SerializedNotification]
     cursor: int | None
     unread: int | None = None
+    recalled: list[int] = field(default_factory=list)
+    updated: list[dict[str, Any]] = field(default_factory=list)
 
 
 def missed_since(user: AbstractBaseUser | Any, since: int | None) -> Missed:
@@ -192,9 +194,16 @@ STATE_SCHEDULED = "scheduled"
 STATE_PENDING = "pending"
 STATE_DISPATCHED = "dispatched"
 STATE_EXPIRED = "expired"
+STATE_RECALLED = "recalled"
 # Where a notification stands. "pending" is due but not yet dispatched: the listener has it
-# next (or is down). Expiry wins over the others: an expired row shows nowhere.
-NOTIFICATION_STATES = (STATE_SCHEDULED, STATE_PENDING, STATE_DISPATCHED, STATE_EXPIRED)
+# next (or is down). A recall wins, then expiry: either shows nowhere any more.
+NOTIFICATION_STATES = (
+    STATE_SCHEDULED,
+    STATE_PENDING,
+    STATE_DISPATCHED,
+    STATE_EXPIRED,
+    STATE_RECALLED,
+)
 
 
 def notification_state(notification: Any, now: Any = None) -> str:
@@ -202,6 +211,8 @@ def notification_state(notification: Any, now: Any = None) -> str:
     from django.utils import timezone
 
     now = now or timezone.now()
+    if notification.recalled_at is not None:
+        return STATE_RECALLED
     if notification.expired_by(now):
         return STATE_EXPIRED
     if notification.dispatched_at is not None:
@@ -217,6 +228,9 @@ def notifications_in_state(queryset: Any, state: str, now: Any = None) -> Any:
     from django.utils import timezone
 
     now = now or timezone.now()
+    if state == STATE_RECALLED:
+        return queryset.filter(recalled_at__isnull=False)
+    queryset = queryset.filter(recalled_at__isnull=True)
     expired = Q(expires_at__isnull=False, expires_at__lte=now)
     if state == STATE_EXPIRED:
         return queryset.filter(expired)

@@ -450,30 +450,51 @@ def test_a_composer_with_add_permission_can_compose_and_search_users(client, db)
     assert Notification.objects.get().created_by == composer
 
 
-def test_dispatched_content_is_read_only_but_expiry_can_change(admin):
+def test_dispatched_audience_is_read_only_but_text_and_expiry_can_change(admin, superuser):
     notification = make("As sent", states=(DeliveryState.READ, DeliveryState.PENDING))
     dispatched_at = notification.dispatched_at
     form = admin.get(change_url(notification)).context["adminform"].form
-    assert list(form.fields) == ["expires_at"]
+    assert list(form.fields) == ["level", "title", "body", "url", "expires_at"]
 
     expiry = timezone.now().replace(microsecond=0) + timedelta(days=3)
     day, time = local(expiry)
+    text = {"level": notification.level, "body": notification.body, "url": notification.url}
     response = admin.post(
-        change_url(notification), {"expires_at_0": day, "expires_at_1": time, "_save": "Save"}
+        change_url(notification),
+        {**text, "title": "As sent", "expires_at_0": day, "expires_at_1": time, "_save": "Save"},
     )
     assert response.status_code == 302, form_errors(response)
     notification.refresh_from_db()
     assert notification.expires_at == expiry
     assert (notification.title, notification.dispatched_at) == ("As sent", dispatched_at)
     assert notification.recipient_count == 2
+    assert notification.edited_at is None  # the same text is no edit
 
     response = admin.post(
         change_url(notification),
-        {"title": "Rewritten", "expires_at_0": day, "expires_at_1": time, "_save": "Save"},
+        {**text, "title": "Rewritten", "expires_at_0": day, "expires_at_1": time, "_save": "Save"},
+    )
+    assert response.status_code == 302, form_errors(response)
+    notification.refresh_from_db()
+    # An edit: recorded with who and when (open bells get an "updated" frame).
+    assert notification.title == "Rewritten"
+    assert notification.edited_by == superuser and notification.edited_at is not None
+    assert (notification.dispatched_at, notification.recipient_count) == (dispatched_at, 2)
+
+    response = admin.post(
+        change_url(notification),
+        {
+            **text,
+            "title": "Rewritten",
+            "audience": Audience.STAFF,
+            "_save": "Save",
+            "expires_at_0": day,
+            "expires_at_1": time,
+        },
     )
     assert "was sent while you were editing it" in str(form_errors(response))
     notification.refresh_from_db()
-    assert notification.title == "As sent"
+    assert notification.audience == Audience.ALL
 
 
 def test_editing_a_scheduled_notification_keeps_what_the_listener_wrote(admin):
@@ -486,13 +507,22 @@ def test_editing_a_scheduled_notification_keeps_what_the_listener_wrote(admin):
         dispatched_at=timezone.now(), recipient_count=7
     )
     day, time = local(later)
+    sooner_day, sooner_time = local(later - timedelta(hours=1))
     response = admin.post(
         change_url(notification),
-        compose(title="Edited", publish_at_0=day, publish_at_1=time),
+        compose(title="Edited", publish_at_0=sooner_day, publish_at_1=sooner_time),
     )
     assert "was sent while you were editing it" in str(form_errors(response))
     notification.refresh_from_db()
     assert (notification.title, notification.recipient_count) == ("Later", 7)
+    # Its text alone may still change: an edit of what went out.
+    response = admin.post(
+        change_url(notification), compose(title="Edited", publish_at_0=day, publish_at_1=time)
+    )
+    assert response.status_code == 302, form_errors(response)
+    notification.refresh_from_db()
+    assert (notification.title, notification.recipient_count) == ("Edited", 7)
+    assert notification.edited_at is not None
 
 
 # ---- the changelist -------------------------------------------------------------------------

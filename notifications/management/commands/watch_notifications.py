@@ -40,7 +40,7 @@ from notifications.models import Notification
 LEVELS = ("info", "success", "warning", "error")
 # Events about a user's rows (their fields: user, ids); the others are about one notification.
 USER_EVENTS = ("delivered", "read", "archived", "unarchived", "unread", "snoozed", "returned")
-NOTIFICATION_EVENTS = ("created", "dispatched", "expired")
+NOTIFICATION_EVENTS = ("created", "dispatched", "expired", "recalled", "edited")
 # How long one wait for a message lasts before the loop looks at its stop flag again.
 POLL_SECONDS = 0.5
 # Titles and usernames looked up once; past this many entries the cache starts over, so a
@@ -167,6 +167,8 @@ class Formatter:
             "snoozed": style.WARNING,
             "returned": style.WARNING,
             "expired": style.NOTICE,
+            "recalled": style.ERROR,
+            "edited": style.NOTICE,
         }
         self.level_styles: dict[str, Callable[[str], str]] = {
             "success": style.SUCCESS,
