@@ -330,6 +330,18 @@
         arrived((frame.notifications || []).filter(function (n) {
           return n && arrival(n) > renderedAt;  // what came after the page was rendered
         }), false);
+        // What was recalled or edited while the socket was away.
+        (frame.recalled || []).forEach(function (id) { removeRow(rowOf(id)); });
+        (frame.updated || []).forEach(updateRow);
+        break;
+      case "recalled":
+      case "expired":
+        // Recalled by an admin, or past its expiry: it is shown nowhere any more.
+        ids.forEach(function (id) { removeRow(rowOf(id)); });
+        refreshSoon();
+        break;
+      case "updated":
+        updateRow(frame.notification);
         break;
       case "read":
         ids.forEach(function (id) {
@@ -368,6 +380,32 @@
         return;
     }
     if (typeof frame.unread === "number") setCount("unread", frame.unread);
+  }
+
+  /* An edit of a sent notification: its text, link and level change in place; the row
+   * keeps its position, read state, selection and snooze time. */
+  function updateRow(content) {
+    if (!content || content.id === undefined) return;
+    var row = rowOf(content.id);
+    if (!row) return;
+    var drawn = buildRow({
+      id: content.id, title: content.title, body: content.body, level: content.level,
+      url: content.url, read: true, dispatched_at: row.getAttribute("data-arrived")
+    });
+    var level = drawn.getAttribute("data-level");
+    row.setAttribute("data-level", level);
+    row.className = row.className.replace(/\blevel-\S+/, "level-" + level);
+    [".ninbox-level", ".ninbox-title", ".ninbox-excerpt", "[data-ninbox-select-label]"]
+      .forEach(function (selector) {
+        var old = row.querySelector(selector), now = drawn.querySelector(selector);
+        if (old && now) old.replaceWith(now);
+      });
+    ["[data-notification-read]", "[data-notification-unread]", "[data-notification-snooze]",
+     "[data-notification-archive]", "[data-notification-unarchive]"].forEach(function (selector) {
+      var old = row.querySelector(selector), now = drawn.querySelector(selector);
+      if (old && now) old.setAttribute("aria-label", now.getAttribute("aria-label"));
+    });
+    row.ninboxTouched = Date.now();
   }
 
   function arrived(list, live) {
