@@ -24,8 +24,9 @@ Commands, ``{"cmd": ...}``:
 - ``collect`` ``{"expect": n, "expect_events": n, "timeout": s, "settle": s}`` →
   ``{"arrivals": [[key, id, t], ...], "events": [[key, type, ids, t], ...], "frames": {type:
   count}, "closed": {key: code}}``: waits for ``n`` notification frames and ``expect_events``
-  state frames (``read``, ``archived``, ``unarchived``, ``unread``, ``snoozed``), or the
-  timeout, then ``settle`` seconds more to catch late or duplicate frames;
+  frames that name ids (the state frames ``read``, ``archived``, ``unarchived``, ``unread``,
+  ``snoozed``, and ``recalled``), or the timeout, then ``settle`` seconds more to catch late
+  or duplicate frames;
 - ``close`` → ``{"closed": n}`` · ``status`` → ``{"open": n, "closed": {...}}`` · ``quit``.
 
 End of input (the benchmark went away) closes every socket and exits.
@@ -54,6 +55,9 @@ SEEN_DELAY = 1.0  # bell.js's SEEN_DELAY: seen ids are batched, nothing waits fo
 MAX_IDS = 500  # the server's per-frame cap (NOTIFICATIONS["MAX_IDS"])
 # The frames that tell every socket of a user about a change of state (other tabs follow).
 STATE_FRAMES = frozenset({"read", "archived", "unarchived", "unread", "snoozed"})
+# Frames naming notification ids whose arrival the benchmark times: the state frames, and
+# ``recalled`` (the notifications left every bell of their audience).
+ID_FRAMES = STATE_FRAMES | {"recalled"}
 CLOSE_TIMEOUT = 10.0
 SYNC_WAIT = 10.0  # longest wait for unanswered syncs before closing
 
@@ -165,7 +169,7 @@ class Clients:
                     if self.mode == "bell":
                         await self._send(ws, {"type": "ack", "ids": [notification_id]})
                         self._queue_seen(key, notification_id)
-                elif kind in STATE_FRAMES:
+                elif kind in ID_FRAMES:
                     ids = [int(i) for i in frame.get("ids", [])]
                     self.events.append((key, str(kind), ids, arrived))
                     self.arrived.set()

@@ -15,7 +15,10 @@ then one reply per command read from stdin:
   "errors": n, "error": str | null}`` (wall times: the call's start and end bracket the whole
   ``notify()``, INSERT, COMMIT and PUBLISH, including any wait for a database lock);
 - ``broadcast`` ``{"audience": "all" | "group", "group": id | null, "title": str,
-  "start_at": wall time}`` → ``{"id": id, "t": commit time}``;
+  "start_at": wall time, "category": slug (optional)}`` → ``{"id": id, "t": commit time}``;
+- ``recall`` ``{"id": notification id}`` → ``{"recalled": bool, "t": commit time, "called":
+  t, "returned": t}`` (``notifications.recall()`` in its own transaction; its push goes out
+  after the commit, so ``t`` comes first);
 - ``quit``, or the end of stdin.
 """
 
@@ -115,10 +118,24 @@ def create_broadcast(command: dict[str, Any]) -> dict[str, Any]:
 
     group = Group.objects.get(pk=command["group"]) if command.get("group") else None
     _sleep_until(command.get("start_at"))
+    category = command.get("category")
     notification, at = committed(
-        lambda: broadcast(command["title"], audience=command["audience"], group=group)
+        lambda: broadcast(
+            command["title"], audience=command["audience"], group=group, category=category
+        )
     )
     return {"id": notification.pk, "t": at}
+
+
+def create_recall(command: dict[str, Any]) -> dict[str, Any]:
+    """Recall one notification, the way the app or the admin does."""
+    from notifications import recall
+    from notifications.models import Notification
+
+    notification = Notification.objects.get(pk=command["id"])
+    called = time.time()
+    recalled, at = committed(lambda: recall(notification))
+    return {"recalled": recalled, "t": at, "called": called, "returned": time.time()}
 
 
 def main() -> None:
@@ -155,6 +172,8 @@ def main() -> None:
                 result = create_single(command)
             elif name == "broadcast":
                 result = create_broadcast(command)
+            elif name == "recall":
+                result = create_recall(command)
             else:
                 result = {"error": f"unknown command {name!r}"}
         except Exception as exc:

@@ -51,8 +51,21 @@ class Collected:
     arrivals: list[tuple[int, int, float]]
     frames: Counter[str]
     closed: dict[str, Any]
-    # State frames (read, archived, unarchived, unread, snoozed): (key, type, ids, time).
+    # Frames naming ids (read, archived, unarchived, unread, snoozed, recalled):
+    # (key, type, ids, time).
     events: list[tuple[int, str, list[int], float]] = field(default_factory=list)
+
+    def arrivals_of(self, kind: str, notification_id: int) -> list[tuple[int, float]]:
+        """(socket key, time) of every ``kind`` frame naming the notification, in time order
+        (a socket that got it twice is there twice)."""
+        return sorted(
+            (
+                (key, at)
+                for key, frame_kind, ids, at in self.events
+                if frame_kind == kind and notification_id in ids
+            ),
+            key=lambda item: item[1],
+        )
 
 
 @dataclass(frozen=True)
@@ -187,7 +200,7 @@ class ClientPool:
         expected_events: Counter[int] | None = None,
     ) -> Collected:
         """Gather the frames received since the last call, waiting for ``expected``
-        notification frames (and ``expected_events`` state frames) per socket."""
+        notification frames (and ``expected_events`` frames naming ids) per socket."""
         per_worker: Counter[int] = Counter()
         events_per_worker: Counter[int] = Counter()
         for counts, totals in ((expected, per_worker), (expected_events or {}, events_per_worker)):

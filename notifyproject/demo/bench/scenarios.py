@@ -1,6 +1,7 @@
 """The scenarios of issue 5: P1-P5, the peers and scale; each fills in a ``ScenarioRun``.
 
-(Issue 11's triage scenarios, T1 and T2, are in ``triage``; they share the steps below.)
+(Issue 11's triage scenarios, T1 and T2, are in ``triage``, issue 12's M2 and R1 in
+``preferences``; they share the steps below.)
 
 Latency is always commit → frame: the creator stamps ``time.time()`` right after COMMIT (see
 ``creator.py``), each client process stamps ``time.time()`` when a frame reaches it, and both
@@ -247,17 +248,20 @@ def single_reply(
     ]
 
 
-def broadcast(ctx: Context, creator: int, title: str) -> tuple[int, float]:
-    """Commit one broadcast to the run's audience; return its id and commit time."""
-    reply = ctx.creators.get(creator).request(
-        {
-            "cmd": "broadcast",
-            "audience": ctx.population.audience,
-            "group": ctx.population.group_id,
-            "title": title,
-        },
-        60,
-    )
+def broadcast(
+    ctx: Context, creator: int, title: str, category: str | None = None
+) -> tuple[int, float]:
+    """Commit one broadcast to the run's audience (in ``category``, default the settings'
+    default category); return its id and commit time."""
+    command: dict[str, Any] = {
+        "cmd": "broadcast",
+        "audience": ctx.population.audience,
+        "group": ctx.population.group_id,
+        "title": title,
+    }
+    if category is not None:
+        command["category"] = category
+    reply = ctx.creators.get(creator).request(command, 60)
     return int(reply["id"]), float(reply["t"])
 
 
