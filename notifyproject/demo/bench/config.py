@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 # Names as the command line and the JSON file spell them, in the order they are reported.
-SCENARIOS = ("p1", "p2", "p3", "p4", "p5", "t1", "t2", "peers", "scale")
+SCENARIOS = ("p1", "p2", "p3", "p4", "p5", "m2", "r1", "t1", "t2", "peers", "scale")
 # The order they run in: the throwaway population only grows along it (fewer deletions),
 # and the stack changes shape as rarely as possible.
-RUN_ORDER = ("p1", "p3", "t1", "t2", "p2", "peers", "scale", "p4", "p5")
+RUN_ORDER = ("p1", "p3", "t1", "t2", "p2", "m2", "r1", "peers", "scale", "p4", "p5")
 
 TITLES = {
     "p1": "P1 latency",
@@ -18,6 +18,8 @@ TITLES = {
     "p3": "P3 throughput",
     "p4": "P4 connections",
     "p5": "P5 isolation",
+    "m2": "M2 P2 with preferences",
+    "r1": "R1 recall",
     "t1": "T1 triage across tabs",
     "t2": "T2 snooze return",
     "peers": "Against the peers",
@@ -56,6 +58,12 @@ class Sizes:
     t2_send_rate: float  # snooze frames sent per second
     t2_lead: float  # seconds from the last snooze sent to the shared moment
     t2_spread: float  # the other half come due evenly over this many seconds after it
+    m2_users: int
+    m2_online: int
+    m2_muted_every: int  # every n-th user (of all, so of the online ones too) mutes
+    m2_settle: float  # seconds after the last expected frame to catch frames to muted ones
+    r1_users: int
+    r1_online: int
     peers_recipients: int
     scale_users: int
     scale_online: int
@@ -87,6 +95,12 @@ FULL = Sizes(
     t2_send_rate=100.0,
     t2_lead=2.0,
     t2_spread=5.0,
+    m2_users=10_000,
+    m2_online=5000,
+    m2_muted_every=10,
+    m2_settle=2.0,
+    r1_users=10_000,
+    r1_online=5000,
     peers_recipients=10_000,
     scale_users=10_000,
     scale_online=5000,
@@ -117,6 +131,12 @@ QUICK = Sizes(
     t2_send_rate=100.0,
     t2_lead=2.0,
     t2_spread=2.0,
+    m2_users=1000,
+    m2_online=200,
+    m2_muted_every=10,
+    m2_settle=1.0,
+    r1_users=1000,
+    r1_online=200,
     peers_recipients=1000,
     scale_users=1000,
     scale_online=200,
@@ -153,6 +173,8 @@ class Options:
         if self.users is not None:
             changes.update(
                 p2_users=self.users,
+                m2_users=self.users,
+                r1_users=self.users,
                 peers_recipients=self.users,
                 scale_users=self.users,
                 p5_audience=self.users * 10,
@@ -161,6 +183,8 @@ class Options:
             changes.update(
                 p1_online=self.online,
                 p2_online=self.online,
+                m2_online=self.online,
+                r1_online=self.online,
                 p4_sockets=self.online,
                 p5_online=self.online,
                 scale_online=self.online,
@@ -283,6 +307,42 @@ FIGURES: dict[str, tuple[Figure, ...]] = {
         Figure("expected", "frames expected"),
         Figure("received", "frames received"),
         Figure("missing", "frames missing", "", "<=", 0),
+    ),
+    "m2": (
+        Figure("min_ms", "commit -> first socket", "ms"),
+        Figure("p50_ms", "commit -> socket p50 (sockets that did not mute)", "ms"),
+        Figure("p99_ms", "commit -> socket p99 (sockets that did not mute)", "ms", "<=", 300),
+        Figure("max_ms", "commit -> last socket", "ms"),
+        Figure("expected", "sockets expected (did not mute)"),
+        Figure("received", "sockets reached"),
+        Figure("missing", "sockets missed", "", "<=", 0),
+        Figure("duplicates", "duplicate frames", "", "<=", 0),
+        Figure("muted_sockets", "sockets that muted the category"),
+        Figure("muted_frames", "frames received by sockets that muted it", "", "<=", 0),
+        Figure("persisted_ms", "commit -> recorded (all Delivery rows written)", "ms", "<=", 500),
+        Figure("deliveries", "Delivery rows written"),
+        Figure("deliveries_expected", "Delivery rows expected (audience - muted)"),
+        Figure("row_errors", "Delivery rows - expected (check)", "", "<=", 0),
+        Figure("muted_rows", "Delivery rows of users who muted", "", "<=", 0),
+        Figure("muted_count", "the notification's muted_count"),
+        Figure("daphne_cpu_us_per_socket", "daphne CPU per online socket", "us"),
+        Figure("listener_cpu_ms", "listener CPU for the broadcast", "ms"),
+        Figure("acked", "acks persisted (delivered rows)"),
+    ),
+    "r1": (
+        Figure("min_ms", "recall commit -> first recalled frame", "ms"),
+        Figure("p50_ms", "recall commit -> recalled frame p50", "ms"),
+        Figure("p90_ms", "recall commit -> recalled frame p90", "ms"),
+        Figure("p99_ms", "recall commit -> recalled frame p99", "ms", "<=", 300),
+        Figure("max_ms", "recall commit -> last recalled frame", "ms"),
+        Figure("expected", "sockets expected"),
+        Figure("received", "sockets that got the recalled frame"),
+        Figure("missing", "sockets without it within the timeout", "", "<=", 0),
+        Figure("duplicates", "duplicate recalled frames", "", "<=", 0),
+        Figure("call_ms", "recall() call (UPDATE, COMMIT, push)", "ms"),
+        Figure("daphne_cpu_us_per_socket", "daphne CPU per socket for the recall", "us"),
+        Figure("broadcast_p99_ms", "the broadcast first: commit -> socket p99", "ms"),
+        Figure("broadcast_missing", "the broadcast first: sockets missed"),
     ),
     "t1": (
         Figure("p50_ms", "sent on one tab -> frame on another p50", "ms"),

@@ -1,7 +1,8 @@
 """The benchmark's throwaway users, their sessions and group, and their removal.
 
 Everything a run creates carries its run id: users ``bench-<run>-0000001`` (one precomputed
-password hash, bulk-inserted, no signals so no welcome notifications), session keys
+password hash, bulk-inserted, no signals so no welcome notifications; the category mutes of
+some of them, ``CategoryPreference`` rows, bulk-inserted and removed with them), session keys
 ``bench<run><random>`` (bulk-inserted rows of the database session engine, so the sockets
 log in with real cookies through ``AuthMiddlewareStack``), a group ``bench-<run>``, and
 notifications whose titles start ``[bench-<run>]``. ``cleanup()`` removes all of it, and
@@ -27,7 +28,7 @@ from django.db import connection
 from django.db.models import CharField, EmailField, Model, QuerySet
 from django.utils import timezone
 
-from notifications.models import Audience, Delivery, Notification
+from notifications.models import Audience, CategoryPreference, Delivery, Notification
 from notifyproject.demo.bench.workers import BenchError
 
 CHUNK = 900  # ids per IN (...) list: under SQLite's old 999-variable limit
@@ -213,6 +214,21 @@ class Population:
             store.save(must_create=True)
             self.sessions[pk] = str(store.session_key)
 
+    # ---- preferences ---------------------------------------------------------------------
+
+    def mute(self, user_ids: Sequence[UserId], category: str) -> int:
+        """Have these users mute ``category`` (no bell); return the rows written."""
+        rows = [CategoryPreference(user_id=pk, category=category, bell=False) for pk in user_ids]
+        CategoryPreference.objects.bulk_create(rows, batch_size=1000)
+        return len(rows)
+
+    def unmute(self, user_ids: Sequence[UserId] | None = None) -> int:
+        """Remove the category preferences of these users (default: all of the run's)."""
+        removed = 0
+        for part in chunks(list(self.user_ids if user_ids is None else user_ids)):
+            removed += CategoryPreference.objects.filter(user_id__in=part).delete()[0]
+        return removed
+
     # ---- removal -------------------------------------------------------------------------
 
     def delete_notifications(self, title_prefix: str | None = None) -> int:
@@ -225,6 +241,7 @@ class Population:
             self.sessions.pop(pk, None)
         for part in chunks(list(user_ids)):
             Delivery.objects.filter(user_id__in=part).delete()
+            CategoryPreference.objects.filter(user_id__in=part).delete()
             self.user_model._default_manager.filter(pk__in=part).delete()
 
     def _delete_sessions(self) -> None:
@@ -279,6 +296,7 @@ def purge_leftovers() -> dict[str, int]:
     ids = list(users.values_list("pk", flat=True))
     for part in chunks(ids):
         Delivery.objects.filter(user_id__in=part).delete()
+        CategoryPreference.objects.filter(user_id__in=part).delete()
         user_model._default_manager.filter(pk__in=part).delete()
     removed["users"] = len(ids)
     removed["groups"] = Group.objects.filter(name__regex=LEFTOVER_GROUPS).delete()[0]

@@ -33,7 +33,7 @@ from django.http.request import validate_host
 from django.test.utils import override_settings
 
 from notifications import conf, publisher
-from notifyproject.demo.bench import peers, scenarios, triage
+from notifyproject.demo.bench import peers, preferences, scenarios, triage
 from notifyproject.demo.bench.config import FIGURES, RUN_ORDER, TITLES, Options
 from notifyproject.demo.bench.pool import ClientPool, Creators
 from notifyproject.demo.bench.population import Population, purge_leftovers
@@ -49,7 +49,7 @@ from notifyproject.demo.bench.stack import Stack
 from notifyproject.demo.bench.workers import BenchError, raise_fd_limit
 from notifyproject.demo.supervisor import SupervisorError
 
-RUNNERS = {**scenarios.RUNNERS, **triage.RUNNERS}
+RUNNERS = {**scenarios.RUNNERS, **triage.RUNNERS, **preferences.RUNNERS}
 assert set(RUNNERS) == set(FIGURES)  # noqa: S101 - a programming error, caught at import
 
 
@@ -175,6 +175,8 @@ class Bench:
             self.sizes.p1_online,
             self.sizes.p2_online,
             self.sizes.p5_online,
+            self.sizes.m2_online if "m2" in self.options.scenarios else 0,
+            self.sizes.r1_online if "r1" in self.options.scenarios else 0,
             self.sizes.t1_users * 3 if "t1" in self.options.scenarios else 0,
             self.sizes.t2_users if "t2" in self.options.scenarios else 0,
         )

@@ -1,4 +1,4 @@
-"""Benchmark the real stack: daphne, the listener, Redis and real WebSockets (issues 5, 11).
+"""Benchmark the real stack: daphne, the listener, Redis and real WebSockets (issues 5, 11, 12).
 
 The work is done by ``notifyproject.demo.bench``; this command only reads the options.
 """
@@ -37,8 +37,9 @@ class Command(BaseCommand):
     help = (
         "Benchmark notifications end to end: start daphne and listener processes, log in "
         "throwaway users on real WebSockets from separate processes, measure commit-to-socket "
-        "latency, broadcast fan-out, listener throughput, connections, isolation, triage "
-        "across tabs, snoozes coming back and the peers; print a table and write JSON. "
+        "latency, broadcast fan-out, listener throughput, connections, isolation, "
+        "broadcasts to users who muted their category, recalls, triage across tabs, "
+        "snoozes coming back and the peers; print a table and write JSON. "
         "Removes everything it created."
     )
 
@@ -55,12 +56,14 @@ class Command(BaseCommand):
             "--repeat", type=positive_int, help="repetitions per figure (default 3; quick: 1)"
         )
         parser.add_argument(
-            "--users", type=positive_int, help="broadcast audience (P2, peers, scale; P5 x10)"
+            "--users",
+            type=positive_int,
+            help="broadcast audience (P2, M2, R1, peers, scale; P5 x10)",
         )
         parser.add_argument(
             "--online",
             type=positive_int,
-            help="sockets (P1, P2, P4, P5, scale; P3 recipients; T1 and T2 users)",
+            help="sockets (P1, P2, P4, P5, M2, R1, scale; P3 recipients; T1 and T2 users)",
         )
         parser.add_argument(
             "--rate",
