@@ -1,7 +1,8 @@
 """``manage.py bench_notifications --quick`` runs through, reports sane figures, cleans up.
 
-The triage scenarios (T1, T2) run in both client modes: bell in the full smoke run, passive
-in a run of their own.
+The triage scenarios (T1, T2) and issue 12's (M2: a broadcast to users some of whom muted its
+category; R1: a recall) run in both client modes: bell in the full smoke run, passive in runs
+of their own.
 
 The benchmark is a command, not a test: this only checks that the smoke version completes
 against the test database and Redis, that every scenario reports non-zero, consistent figures
@@ -17,7 +18,7 @@ import redis
 from django.contrib.auth import get_user_model
 from django.contrib.sessions.models import Session
 
-from notifications.models import Notification
+from notifications.models import CategoryPreference, Notification
 from notifyproject.demo.bench.config import SCENARIOS
 from tests import processes
 
@@ -86,6 +87,32 @@ def assert_triage(scenarios: dict) -> None:
     assert median(t2, "snoozed_p99_ms") > 0
 
 
+def assert_preferences_and_recall(scenarios: dict) -> None:
+    """M2: every socket that did not mute got it, none that did; rows = audience - muted.
+    R1: every socket got the recalled frame, once."""
+    m2 = scenarios["m2"]
+    assert_latency(m2)
+    assert m2["params"]["muted_online"] > 0
+    assert median(m2, "muted_sockets") == m2["params"]["muted_online"]
+    assert median(m2, "expected") == m2["params"]["online"] - m2["params"]["muted_online"]
+    assert median(m2, "muted_frames") == 0
+    assert median(m2, "duplicates") == 0
+    assert median(m2, "persisted_ms") > 0
+    assert median(m2, "deliveries") == median(m2, "deliveries_expected")
+    assert median(m2, "deliveries_expected") == (
+        m2["repetitions"][0]["audience"] - m2["params"]["muted_users"]
+    )
+    assert median(m2, "row_errors") == 0
+    assert median(m2, "muted_rows") == 0
+    assert median(m2, "muted_count") == m2["params"]["muted_users"]
+    r1 = scenarios["r1"]
+    assert_latency(r1)
+    assert median(r1, "expected") == r1["params"]["online"]
+    assert median(r1, "duplicates") == 0
+    assert median(r1, "broadcast_missing") == 0
+    assert median(r1, "call_ms") > 0
+
+
 def assert_clean(report: dict, live_env: dict) -> None:
     """Nothing of the run is left: users, sessions, notifications, Redis keys."""
     run_id = report["run_id"]
@@ -93,6 +120,7 @@ def assert_clean(report: dict, live_env: dict) -> None:
     assert not get_user_model().objects.filter(username__startswith="bench-").exists()
     assert not Session.objects.filter(session_key__startswith=f"bench{run_id}").exists()
     assert not Notification.objects.filter(title__startswith=f"[bench-{run_id}]").exists()
+    assert not CategoryPreference.objects.filter(user__username__startswith="bench-").exists()
     client = redis.Redis.from_url(live_env["REDIS_URL"])
     try:
         assert not list(client.scan_iter(match=f"notifybench-{run_id}*", count=1000))
@@ -158,6 +186,7 @@ def test_quick_benchmark_reports_every_scenario_and_cleans_up(live_env, tmp_path
     assert median(scale, "row_errors") == 0
 
     assert_triage(scenarios)
+    assert_preferences_and_recall(scenarios)
     assert_clean(report, live_env)
 
 
@@ -183,4 +212,22 @@ def test_quick_triage_scenarios_with_passive_clients(live_env, tmp_path):
         for scenario in report["scenarios"].values()
         for key in scenario["repetitions"][0]["frames"]
     )
+    assert_clean(report, live_env)
+
+
+@pytest.mark.timeout(300)
+def test_quick_preferences_and_recall_scenarios_with_passive_clients(live_env, tmp_path):
+    output = tmp_path / "bench.json"
+    done = run_bench(live_env, output, "--scenario", "m2,r1", "--client-mode", "passive")
+    assert done.returncode == 0, f"{done.stdout}\n{done.stderr}"
+    assert "frames received by sockets that muted it" in done.stdout
+    assert "recall commit -> recalled frame p99" in done.stdout
+
+    report = json.loads(output.read_text())
+    assert report["errors"] == []
+    assert set(report["scenarios"]) == {"m2", "r1"}
+    for name, scenario in report["scenarios"].items():
+        assert scenario["error"] is None, name
+        assert len(scenario["repetitions"]) == 1, name
+    assert_preferences_and_recall(report["scenarios"])
     assert_clean(report, live_env)
