@@ -18,6 +18,15 @@
  * when no tab is visible, the leader toasts and, if the user opted in, shows the desktop
  * pop-up — once per browser.
  *
+ * Preferences (the settings page behind the panel's gear): the leader reads them once from the
+ * JSON API (again after a reconnect, since a change made while it was offline sent its frame
+ * to nobody) and follows the server's `preferences` frames, which reach the other tabs like
+ * every frame; a snapshot carries them to a tab that joins. The leader also decides what is
+ * too quiet to toast: a notification whose category has toasts off, or that arrives during
+ * quiet hours (critical ones ignore both), gets no toast, no announcement and no desktop
+ * pop-up — it is listed and counted all the same. Which categories the bell lists at all is
+ * the server's business: it never pushes a muted one.
+ *
  * Unread count: the server's number (hello, read/triage frames, the HTTP API) is the truth; a
  * live notification adds one. Items that arrive in answer to the sync sent right after a hello
  * are already in that hello's count and add nothing.
@@ -194,6 +203,45 @@
     return li;
   }
 
+  // ---- quiet hours (pure: the preferences' shape and a moment in, a yes or no out) -------
+
+  var WEEK_MINUTES = 7 * 1440;
+  var WEEKDAY_INDEX = { Mon: 0, Tue: 1, Wed: 2, Thu: 3, Fri: 4, Sat: 5, Sun: 6 };
+
+  function minutesOf(hhmm) {
+    var m = /^(\d{1,2}):(\d{2})/.exec(typeof hhmm === "string" ? hhmm : "");
+    if (!m || Number(m[1]) > 23 || Number(m[2]) > 59) return NaN;
+    return Number(m[1]) * 60 + Number(m[2]);
+  }
+
+  /* Return whether ``quiet`` ({enabled, start, end, days, time_zone}, the API's quiet_hours)
+   * covers the moment ``when`` (a Date; now by default). A quiet period starts at ``start``
+   * on each listed day (Monday = 0), in ``time_zone``'s wall-clock time, and lasts until the
+   * next ``end``; start == end is the whole of each listed day (as the server's
+   * preferences.in_quiet_hours has it). Throws RangeError for a zone this browser does not
+   * know (the caller falls back to the server's ``active``). */
+  function quietHoursActive(quiet, when) {
+    if (!quiet || !quiet.enabled || !Array.isArray(quiet.days) || !quiet.days.length) return false;
+    var start = minutesOf(quiet.start), end = minutesOf(quiet.end);
+    if (isNaN(start) || isNaN(end)) return false;
+    var parts = {};
+    new Intl.DateTimeFormat("en-US", {
+      timeZone: quiet.time_zone || undefined, weekday: "short", hour: "2-digit",
+      minute: "2-digit", hourCycle: "h23"
+    }).formatToParts(when || new Date()).forEach(function (p) { parts[p.type] = p.value; });
+    var day = WEEKDAY_INDEX[parts.weekday];
+    if (day === undefined) return false;
+    // Some engines say 24 for midnight even with h23.
+    var now = day * 1440 + (Number(parts.hour) % 24) * 60 + Number(parts.minute);
+    var length = ((end - start) % 1440 + 1440) % 1440;
+    if (!length) { start = 0; length = 1440; } // the listed days, midnight to midnight
+    return quiet.days.some(function (d) {
+      if (typeof d !== "number" || d < 0 || d > 6) return false;
+      var since = ((now - (d * 1440 + start)) % WEEK_MINUTES + WEEK_MINUTES) % WEEK_MINUTES;
+      return since < length;
+    });
+  }
+
   var bellImpl = null; // set below on a page with a bell
   var publicApi = {
     /* Send a client frame through this browser's socket (the leader's); false if not sent. */
@@ -245,8 +293,11 @@
   var STABLE_AFTER = 5000;        // a socket up this long resets the backoff
   var SYNC_GAP = 2000;            // flicking between tabs must not flood the server with syncs
   var DESKTOP_KEY = "notifyproject.bell.desktop";
+  // The preferences' GET is a nicety (without it everything toasts): never wait long for it.
+  var PREFS_DEADLINE = 5000;
   var TZ_COOKIE = "tz";
   var apiUrl = root.getAttribute("data-api-url") || "";
+  var prefsUrl = root.getAttribute("data-preferences-url") || "";
 
   var items = new Map();          // id -> serialized notification, shown in the bell
   var gone = new Map();           // id -> archived or snoozed here (restored by unarchive/unread)
@@ -275,6 +326,10 @@
   var waiters = [];               // changes waiting for the server's frame: {type, ids, done}
   var lastVisibleSync = 0;
   var toasted = new Set();        // ids this tab has shown a toast for
+  // The user's preferences (the API's shape), or null: none known yet, everything toasts.
+  var prefs = null;
+  var prefsLoading = null;        // the AbortController of the GET on its way
+  var silenced = new Set();       // ids the leader kept quiet (category's toasts off, quiet hours)
   var snoozeOpenFor = null;       // the row whose snooze choices are open
   var snoozePicking = false;
   var originalTitle = document.title.replace(/^\(\d+\+?\) /, "");
@@ -324,9 +379,13 @@
           tab: tabId,
           socketsOpened: socketsOpened,
           toasted: Array.from(toasted),
+          silenced: Array.from(silenced),
+          preferences: prefs ? JSON.parse(JSON.stringify(prefs)) : null,
           loaded: loaded
         };
-      }
+      },
+      // The pure rule the leader applies, for tests to try on this browser's Intl.
+      quietHoursActive: quietHoursActive
     });
   }
 
@@ -373,6 +432,50 @@
     if (current === zone) return;
     document.cookie = TZ_COOKIE + "=" + encodeURIComponent(zone) + "; path=/; max-age=31536000" +
       "; SameSite=Lax" + (window.location.protocol === "https:" ? "; Secure" : "");
+  }
+
+  // ---- preferences: what may toast -----------------------------------------------------
+
+  function setPreferences(value) {
+    if (!value || typeof value !== "object" || typeof value.categories !== "object") return;
+    prefs = value;
+  }
+
+  /* The owner reads the preferences from the API (a follower has the leader's). Bounded: a
+   * server that does not answer leaves the last ones known (none: everything toasts). */
+  function loadPreferences() {
+    if (!prefsUrl || !window.fetch || !owner()) return;
+    if (prefsLoading) prefsLoading.abort(); // a newer question; its answer is the fresher
+    var controller = window.AbortController ? new AbortController() : null;
+    prefsLoading = controller;
+    var timer = controller ? window.setTimeout(function () { controller.abort(); }, PREFS_DEADLINE) : null;
+    fetch(prefsUrl, {
+      credentials: "same-origin", headers: { Accept: "application/json" },
+      signal: controller ? controller.signal : undefined
+    }).then(function (response) {
+      if (!response.ok) throw new Error("HTTP " + response.status);
+      return response.json();
+    }).then(function (data) {
+      if (prefsLoading !== controller) return;
+      setPreferences(data);
+      post({ k: "prefs", preferences: prefs });
+    }).catch(function () { /* keep what is known */ }).then(function () {
+      window.clearTimeout(timer);
+      if (prefsLoading === controller) prefsLoading = null;
+    });
+  }
+
+  function quietNow(quiet) {
+    try { return quietHoursActive(quiet, new Date()); }
+    catch (e) { return !!(quiet && quiet.active); } // a zone unknown here: the server's word
+  }
+
+  /* Whether ``n`` must not interrupt: no toast, announcement or desktop pop-up. */
+  function keptQuiet(n) {
+    if (!n || n.critical === true || !prefs) return false;
+    var category = prefs.categories[n.category];
+    if (category && category.toasts === false) return true;
+    return quietNow(prefs.quiet_hours);
   }
 
   // ---- unread count --------------------------------------------------------------------
@@ -932,6 +1035,9 @@
         if (unknown.length && owner()) fetchLatest(true);
         break;
       }
+      case "preferences":
+        setPreferences(msg.preferences);
+        return true;
       default:
         return false;
     }
@@ -950,7 +1056,12 @@
 
   /* The leader's choice: the visible tab focused last shows the toasts; when none is
    * visible the leader does, and pops up the desktop notification. */
-  function chooseToaster(ids) {
+  function chooseToaster(news) {
+    var ids = news.filter(function (id) {
+      if (!keptQuiet(items.get(id))) return true;
+      silenced.add(id);
+      return false;
+    });
     if (!ids.length) return;
     if (role === "solo") { showNews(ids, true); return; }
     liveTabs(function (live) {
@@ -1160,7 +1271,7 @@
         }, EARLY_PING);
         flushAcks();
         flushSeen();
-        if (again) fetchLatest(false);
+        if (again) { fetchLatest(false); loadPreferences(); }
         break;
       }
       case "notification": {
@@ -1282,7 +1393,7 @@
   function snapshot() {
     return {
       items: Array.from(items.values()), unread: unread, cursor: lastId, loaded: loaded,
-      state: root.getAttribute("data-connection-state")
+      state: root.getAttribute("data-connection-state"), preferences: prefs
     };
   }
 
@@ -1300,6 +1411,7 @@
     if (m.loaded) loaded = true;
     if (typeof m.unread === "number") setUnread(m.unread);
     if (m.state) followState(m.state);
+    if (m.preferences) setPreferences(m.preferences);
     render();
   }
 
@@ -1335,6 +1447,9 @@
         break;
       case "conn":
         if (!owner()) followState(m.state);
+        break;
+      case "prefs":
+        if (!owner()) setPreferences(m.preferences);
         break;
       case "frame":
         if (!owner()) onRelayedFrame(m);
@@ -1523,7 +1638,7 @@
   // ---- leading -------------------------------------------------------------------------
 
   function lead() {
-    if (!shared) { connect(); return; }
+    if (!shared) { loadPreferences(); connect(); return; }
     channel = new BroadcastChannel("notifyproject-bell:" + userKey);
     channel.onmessage = onChannel;
     // Held while this tab lives: the leader prunes tabs that went without saying goodbye.
@@ -1547,6 +1662,7 @@
       // No lock to be had here (e.g. a sandboxed frame): a socket of this tab's own.
       if (role === "follower") {
         role = "solo";
+        loadPreferences();
         connect();
       }
     });
@@ -1557,6 +1673,7 @@
     stopped = false;
     post({ k: "leader" });
     sayPresence();
+    loadPreferences();
     if ("WebSocket" in window) connect(); else loadOverHttp();
   }
 
@@ -1705,6 +1822,6 @@
   setUnread(unread);
   updateDesktopButton();
   setFilter("all");
-  if (!("WebSocket" in window)) { role = "solo"; loadOverHttp(); }
+  if (!("WebSocket" in window)) { role = "solo"; loadPreferences(); loadOverHttp(); }
   else lead();
 })();
