@@ -26,6 +26,9 @@
 
   // A save that takes longer than this has failed as far as the user can tell; say so.
   var SAVE_DEADLINE = 10000;
+  // "Saved" floats over the page's foot: long enough to be seen, then out of the way. (An
+  // error stays until the next change.)
+  var SAVED_SHOWN = 4000;
 
   function json(id, fallback) {
     var node = id && document.getElementById(id);
@@ -44,12 +47,21 @@
     });
   }
 
+  var sayTimer = null;
+  var clearTimer = null;
   function say(text, kind) {
     root.setAttribute("data-nprefs-state", kind);
     status.className = "nprefs-status" + (kind ? " is-" + kind : "");
+    window.clearTimeout(sayTimer);
+    window.clearTimeout(clearTimer);
     // Cleared first, so "Saved" after "Saved" is announced again.
     status.textContent = "";
-    window.setTimeout(function () { status.textContent = text; }, 30);
+    sayTimer = window.setTimeout(function () {
+      status.textContent = text;
+      if (kind === "saved") {
+        clearTimer = window.setTimeout(function () { status.textContent = ""; }, SAVED_SHOWN);
+      }
+    }, 30);
   }
 
   function csrfToken() {
