@@ -448,7 +448,8 @@
     if (prefsLoading) prefsLoading.abort(); // a newer question; its answer is the fresher
     var controller = window.AbortController ? new AbortController() : null;
     prefsLoading = controller;
-    var timer = controller ? window.setTimeout(function () { controller.abort(); }, PREFS_DEADLINE) : null;
+    var timer = controller
+      ? window.setTimeout(function () { controller.abort(); }, PREFS_DEADLINE) : null;
     fetch(prefsUrl, {
       credentials: "same-origin", headers: { Accept: "application/json" },
       signal: controller ? controller.signal : undefined
@@ -1036,6 +1037,9 @@
         break;
       }
       case "preferences":
+        // The server's word after the latest change: a GET still on its way may be older (a
+        // later change sends a frame of its own).
+        if (prefsLoading) { prefsLoading.abort(); prefsLoading = null; }
         setPreferences(msg.preferences);
         return true;
       default:
