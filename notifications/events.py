@@ -31,6 +31,8 @@ class SerializedNotification(TypedDict):
     level: str
     category: str
     critical: bool
+    group_key: str
+    actor: dict[str, str] | None
     url: str
     created_at: str
     dispatched_at: str | None
@@ -179,6 +181,12 @@ def serialize_notification(
         "level": notification.level,
         "category": notification.category,
         "critical": notification.critical,
+        "group_key": notification.group_key,
+        "actor": (
+            {"id": str(notification.actor_id), "name": notification.actor_name}
+            if notification.actor_id is not None
+            else None
+        ),
         "url": safe_link(notification.url),
         "created_at": notification.created_at.isoformat(),
         "dispatched_at": dispatched.isoformat() if dispatched else None,

@@ -119,6 +119,20 @@ class Notification(models.Model):
     recipient_count = models.PositiveIntegerField(_("recipients"), default=0, editable=False)
     # Users of the audience left out at dispatch because they muted the category.
     muted_count = models.PositiveIntegerField(_("muted"), default=0, editable=False)
+    # Grouping: notifications with one key (e.g. "post:42:comments") that are unread belong
+    # together ("Ana and 12 others commented on …"). The actor's name is kept as it was
+    # when sent, so lists need no join to the user table.
+    group_key = models.CharField(_("group key"), max_length=200, blank=True, default="")
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        editable=False,
+        related_name="+",
+        verbose_name=_("actor"),
+    )
+    actor_name = models.CharField(_("actor's name"), max_length=150, blank=True, editable=False)
     # Recall and edit (notifications.recall / notifications.edit): who and when, kept for
     # audit. A recalled notification leaves every bell, inbox and count; its rows stay.
     recalled_at = models.DateTimeField(_("recalled at"), null=True, blank=True, editable=False)

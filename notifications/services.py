@@ -45,6 +45,8 @@ def notification_create(
     expires_at: datetime | None = None,
     category: str | None = None,
     critical: bool = False,
+    group_key: str = "",
+    actor: Any = None,
 ) -> Notification:
     """Validate and save a notification; it is published when the transaction commits.
 
@@ -63,6 +65,9 @@ def notification_create(
         expires_at=expires_at,
         category=category or categories.default_slug(),
         critical=bool(critical),
+        group_key=(group_key or "").strip(),
+        actor=actor,
+        actor_name=actor_display_name(actor),
     )
     notification.full_clean()
     notification.save()
@@ -81,6 +86,8 @@ def notify(
     expires_at: datetime | None = None,
     category: str | None = None,
     critical: bool = False,
+    group_key: str = "",
+    actor: Any = None,
 ) -> Notification:
     """Send a notification to one user (``category``: a declared slug; ``critical`` ignores
     the user's mutes and quiet hours)."""
@@ -96,6 +103,8 @@ def notify(
         expires_at=expires_at,
         category=category,
         critical=critical,
+        group_key=group_key,
+        actor=actor,
     )
 
 
@@ -112,6 +121,8 @@ def broadcast(
     expires_at: datetime | None = None,
     category: str | None = None,
     critical: bool = False,
+    group_key: str = "",
+    actor: Any = None,
 ) -> Notification:
     """Send a notification to everyone, all staff, or the members of ``group``; users who
     muted ``category`` get no row and no push (unless ``critical``)."""
@@ -127,7 +138,19 @@ def broadcast(
         expires_at=expires_at,
         category=category,
         critical=critical,
+        group_key=group_key,
+        actor=actor,
     )
+
+
+def actor_display_name(actor: Any) -> str:
+    """The name lists show for whoever caused a notification (full name, else username)."""
+    if actor is None:
+        return ""
+    name = actor.get_full_name() if hasattr(actor, "get_full_name") else ""
+    if not name:
+        name = actor.get_username() if hasattr(actor, "get_username") else str(actor)
+    return str(name).strip()[:150]
 
 
 def deliveries_record(notification_id: int, user_ids: Iterable[UserId]) -> int:

@@ -44,6 +44,8 @@ NOTIFICATION_FIELDS = [
     "level",
     "category",
     "critical",
+    "group_key",
+    "actor",
     "url",
     "created_at",
     "dispatched_at",

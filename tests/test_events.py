@@ -241,6 +241,8 @@ def test_serialize_notification_shape() -> None:
         "level": "success",
         "category": "general",
         "critical": False,
+        "group_key": "",
+        "actor": None,
         "url": "/deploys/12/",
         "created_at": "2024-05-06T07:08:09.123456+00:00",
         "dispatched_at": None,

@@ -122,6 +122,8 @@ async def test_user_notification_reaches_only_its_recipient(listener):
         "level": "warning",
         "category": "general",
         "critical": False,
+        "group_key": "",
+        "actor": None,
         "url": "/posts/1/",
         "created_at": notification.created_at.isoformat(),
         "dispatched_at": notification.dispatched_at.isoformat(),

@@ -108,6 +108,8 @@ def test_page_items_are_serialized(me) -> None:
         "level": "warning",
         "category": "general",
         "critical": False,
+        "group_key": "",
+        "actor": None,
         "url": "/x/",
         "created_at": row.created_at.isoformat(),
         "dispatched_at": None,
