@@ -17,6 +17,20 @@ from notifications import categories
 from notifications.validators import MAX_URL_LENGTH, validate_notification_url
 
 
+def _someone(verbose_name: Any) -> models.ForeignKey:
+    """A user who did something to a notification (caused, recalled, edited it): kept when
+    set, emptied when that user is deleted."""
+    return models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        editable=False,
+        related_name="+",
+        verbose_name=verbose_name,
+    )
+
+
 def default_category() -> str:
     """The category a notification saved without one gets (NOTIFICATIONS["DEFAULT_CATEGORY"])."""
     return categories.default_slug()
@@ -123,38 +137,14 @@ class Notification(models.Model):
     # together ("Ana and 12 others commented on …"). The actor's name is kept as it was
     # when sent, so lists need no join to the user table.
     group_key = models.CharField(_("group key"), max_length=200, blank=True, default="")
-    actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        on_delete=models.SET_NULL,
-        null=True,
-        blank=True,
-        editable=False,
-        related_name="+",
-        verbose_name=_("actor"),
-    )
+    actor = _someone(_("actor"))
     actor_name = models.CharField(_("actor's name"), max_length=150, blank=True, editable=False)
     # Recall and edit (notifications.recall / notifications.edit): who and when, kept for
     # audit. A recalled notification leaves every bell, inbox and count; its rows stay.
     recalled_at = models.DateTimeField(_("recalled at"), null=True, blank=True, editable=False)
-    recalled_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        on_delete=models.SET_NULL,
-        null=True,
-        blank=True,
-        editable=False,
-        related_name="+",
-        verbose_name=_("recalled by"),
-    )
+    recalled_by = _someone(_("recalled by"))
     edited_at = models.DateTimeField(_("edited at"), null=True, blank=True, editable=False)
-    edited_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        on_delete=models.SET_NULL,
-        null=True,
-        blank=True,
-        editable=False,
-        related_name="+",
-        verbose_name=_("edited by"),
-    )
+    edited_by = _someone(_("edited by"))
     # Set when every Delivery row is written. A broadcast is pushed first and recorded right
     # after; until then this is empty and the sweep finishes what a dead listener left.
     recorded_at = models.DateTimeField(_("recorded at"), null=True, blank=True, editable=False)
