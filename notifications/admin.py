@@ -21,6 +21,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.contrib.admin.options import IS_POPUP_VAR
 from django.contrib.admin.utils import unquote
 from django.contrib.auth import get_user_model
@@ -723,7 +724,20 @@ class NotificationAdmin(admin.ModelAdmin):
     @admin.action(
         description=_("Recall: remove from every bell and inbox"), permissions=("change",)
     )
-    def recall_selected(self, request: HttpRequest, queryset: QuerySet) -> None:
+    def recall_selected(self, request: HttpRequest, queryset: QuerySet) -> Any:
+        if request.POST.get("post") != "yes":
+            # It cannot be undone: say what goes, and to how many, first (as delete does).
+            return TemplateResponse(
+                request,
+                "admin/realtime_notifications/notification/confirm_recall.html",
+                {
+                    **self.admin_site.each_context(request),
+                    "opts": self.model._meta,
+                    "title": gettext("Recall notifications?"),
+                    "notifications": list(queryset),
+                    "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+                },
+            )
         recalled = sum(recall(n, by=request.user) for n in queryset)
         already = len(queryset) - recalled
         if recalled:

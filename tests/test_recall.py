@@ -97,11 +97,15 @@ def test_an_edit_changes_the_text_records_who_and_when_and_validates(user):
 
 def test_the_admin_recalls_selected_notifications(admin, superuser):  # noqa: F811
     notification = sent("Wrong audience", audience=Audience.ALL)
-    response = admin.post(
-        CHANGELIST,
-        {"action": "recall_selected", "_selected_action": [notification.pk]},
-        follow=True,
-    )
+    chosen = {"action": "recall_selected", "_selected_action": [notification.pk]}
+    asked = admin.post(CHANGELIST, chosen)
+    # It cannot be undone: a confirmation first, naming what goes.
+    assert asked.status_code == 200
+    assert "Recall this notification?" in asked.content.decode()
+    assert "Wrong audience" in asked.content.decode()
+    notification.refresh_from_db()
+    assert notification.recalled_at is None
+    response = admin.post(CHANGELIST, {**chosen, "post": "yes"}, follow=True)
     assert "Recalled 1 notification" in response.content.decode()
     notification.refresh_from_db()
     assert notification.recalled_by == superuser
