@@ -39,7 +39,7 @@ from django.utils.text import Truncator, capfirst
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
-from notifications import conf
+from notifications import categories, conf
 from notifications.audience import AudienceSize, audience_size
 from notifications.deadlines import PUSH_BATCH_SECONDS
 from notifications.forms import CONTENT_FIELDS, NotificationAdminForm
@@ -194,6 +194,21 @@ class StateListFilter(admin.SimpleListFilter):
         return queryset
 
 
+class CategoryListFilter(admin.SimpleListFilter):
+    """The site's declared categories by label (settings, not a model field's choices)."""
+
+    title = _("category")
+    parameter_name = "category"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, Any]]:
+        return categories.choices()
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        if self.value():
+            return queryset.filter(category=self.value())
+        return queryset
+
+
 @admin.register(Notification)
 class NotificationAdmin(admin.ModelAdmin):
     form = NotificationAdminForm
@@ -206,7 +221,7 @@ class NotificationAdmin(admin.ModelAdmin):
         "created_display",
     )
     list_display_links = ("title_display",)
-    list_filter = ("level", "category", "critical", "audience", StateListFilter)
+    list_filter = ("level", CategoryListFilter, "critical", "audience", StateListFilter)
     list_select_related = ("created_by", "recipient", "group")
     list_per_page = 50
     search_fields = ("title",)

@@ -54,3 +54,14 @@ def test_the_stats_count_those_who_muted_it(admin):  # noqa: F811
     assert notification.muted_count == 1
     html = admin.get(change_url(notification)).content.decode()
     assert "Muted (not sent)" in html
+
+
+def test_the_changelist_filters_by_category_label(admin):  # noqa: F811
+    Notification.objects.create(title="A mention", audience=Audience.ALL, category="mentions")
+    Notification.objects.create(title="General news", audience=Audience.ALL)
+    listing = admin.get("/admin/realtime_notifications/notification/").content.decode()
+    assert "Weekly digest" in listing  # labels, not slugs
+    filtered = admin.get(
+        "/admin/realtime_notifications/notification/", {"category": "mentions"}
+    ).content.decode()
+    assert "A mention" in filtered and "General news" not in filtered
