@@ -349,3 +349,49 @@ async def test_a_socket_that_missed_the_change_reads_mutes_at_its_next_ping():
     await get_channel_layer().group_send(group, events.layer_created_event(payload, group))
     await assert_nothing_more(socket, user)
     await socket.disconnect()
+
+
+# ---- a silent Redis -------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_a_change_is_saved_within_the_push_deadline_when_redis_is_silent(
+    user, monkeypatch, django_capture_on_commit_callbacks
+):
+    import time
+
+    from notifications import deadlines
+    from tests.test_receivers import SilentLayer
+
+    layer = SilentLayer()
+    monkeypatch.setattr("notifications.preferences.get_channel_layer", lambda: layer)
+    started = time.monotonic()
+    with django_capture_on_commit_callbacks(execute=True):
+        preferences_write(user, {"categories": {"mentions": {"bell": False}}})
+    assert time.monotonic() - started < deadlines.PUSH_SECONDS + 0.5
+    assert layer.sends  # it tried, and gave up at the deadline
+    assert muted_categories(user.pk) == frozenset({"digest", "mentions"})
+
+
+@pytest.mark.django_db
+def test_a_recall_is_saved_within_the_push_deadline_when_redis_is_silent(
+    user, monkeypatch, django_capture_on_commit_callbacks
+):
+    import time
+
+    from notifications import deadlines, recall
+    from notifications.dispatch import dispatch_notification
+    from tests.test_receivers import SilentLayer
+
+    notification = broadcast("Wrong")
+    dispatch_notification(notification.pk)
+    notification.refresh_from_db()
+    layer = SilentLayer()
+    monkeypatch.setattr("notifications.recalls.get_channel_layer", lambda: layer)
+    started = time.monotonic()
+    with django_capture_on_commit_callbacks(execute=True):
+        assert recall(notification)
+    assert time.monotonic() - started < deadlines.PUSH_SECONDS + 0.5
+    assert layer.sends
+    notification.refresh_from_db()
+    assert notification.recalled_at is not None
