@@ -27,6 +27,19 @@
  * pop-up — it is listed and counted all the same. Which categories the bell lists at all is
  * the server's business: it never pushes a muted one.
  *
+ * Recalls, edits, expiries: a `recalled` or `expired` frame takes its ids out of the list (and
+ * off the screen: toast, desktop pop-up) in every tab at once, an `updated` frame changes an
+ * item's text, link and level in place (its read, Done and snooze state stay); a `missed`
+ * answer carries the same for a page that was offline. What left this way stays out: a
+ * later sync, snapshot or first page brings it back only if the server lists it again after
+ * it left (a recalled one never is).
+ *
+ * Storm control, in the leader's toast decision: news waits ~300 ms (at most 1 s) so a burst
+ * of pushes is decided together. More than three within a second become ONE summary toast
+ * ("12 new notifications", updated in place while the storm lasts) and one desktop pop-up;
+ * a notification with a `group_key` toasts at most once per key in 5 s; critical ones always
+ * get their own toast. One or two at a time toast as ever.
+ *
  * Unread count: the server's number (hello, read/triage frames, the HTTP API) is the truth; a
  * live notification adds one. Items that arrive in answer to the sync sent right after a hello
  * are already in that hello's count and add nothing.
@@ -82,6 +95,7 @@
   // English fallbacks; the template tag's json_script carries the translated ones.
   var S = {
     notifications: "Notifications", unread: "Unread", justNow: "just now",
+    burstNotifications: "%(count)s new notifications",
     levels: { info: "Info", success: "Success", warning: "Warning", error: "Error" }
   };
   function loadStrings(id) {
@@ -296,6 +310,12 @@
   // The preferences' GET is a nicety (without it everything toasts): never wait long for it.
   var PREFS_DEADLINE = 5000;
   var TZ_COOKIE = "tz";
+  // Storm control (the leader's toast decision).
+  var NEWS_DEBOUNCE = 300;        // news waits this long for more, so a burst is seen whole …
+  var NEWS_MAX_WAIT = 1000;       // … but never longer than this after the first of it
+  var BURST_COUNT = 3;            // more than this many within BURST_WINDOW: one summary toast
+  var BURST_WINDOW = 1000;
+  var GROUP_WINDOW = 5000;        // one toast per group_key in this long
   var apiUrl = root.getAttribute("data-api-url") || "";
   var prefsUrl = root.getAttribute("data-preferences-url") || "";
 
@@ -330,6 +350,21 @@
   var prefs = null;
   var prefsLoading = null;        // the AbortController of the GET on its way
   var silenced = new Set();       // ids the leader kept quiet (category's toasts off, quiet hours)
+  // Ids recalled or expired -> when they left (Date.now()). They stay out unless the server
+  // lists them again in an answer asked for after that (a recalled one never is).
+  var removed = new Map();
+  var editSeen = new Map();       // id -> when an edit of it last came by frame
+  var pendingNews = [];           // the leader's news waiting for the toast decision
+  var newsTimer = null;
+  var newsFirstAt = 0;
+  var toastableAt = [];           // arrival times of recent news that may toast (burst rate)
+  var groupToastAt = new Map();   // group_key -> when the leader last let one of it toast
+  var lastSummaryAt = 0;          // when the leader last chose a summary toast
+  var grouped = new Set();        // ids left without a toast: their group had one just now
+  var summarized = new Set();     // ids counted in a summary toast instead of their own
+  var arrivedAt = new Map();      // news id -> when it reached the leader
+  var desktopShown = new Map();   // id -> the desktop pop-up on screen for it
+  var summaryToast = null;        // the summary toast on screen: {box, ids, update}
   var snoozeOpenFor = null;       // the row whose snooze choices are open
   var snoozePicking = false;
   var originalTitle = document.title.replace(/^\(\d+\+?\) /, "");
@@ -380,6 +415,9 @@
           socketsOpened: socketsOpened,
           toasted: Array.from(toasted),
           silenced: Array.from(silenced),
+          removed: Array.from(removed.keys()),
+          grouped: Array.from(grouped),
+          summarized: Array.from(summarized),
           preferences: prefs ? JSON.parse(JSON.stringify(prefs)) : null,
           loaded: loaded
         };
@@ -503,7 +541,7 @@
   /* Store a notification; return true if this page had not shown it before (or it came back
    * from a snooze or the archive). */
   function remember(n) {
-    if (!n || typeof n.id !== "number") return false;
+    if (!n || typeof n.id !== "number" || removed.has(n.id)) return false;
     if (hiddenNow(n)) {
       items.delete(n.id);
       gone.set(n.id, n);
@@ -517,6 +555,62 @@
     gone.delete(n.id);
     items.set(n.id, n);
     return true;
+  }
+
+  /* The server listed ``id`` in an answer asked for at ``askedAt``: if it left before that
+   * question (expired, then given a later expiry), it is back. Return whether it may be
+   * stored; an answer asked for before it left is older than its leaving. */
+  function listedAgain(id, askedAt) {
+    if (!removed.has(id)) return true;
+    if (removed.get(id) >= askedAt) return false;
+    removed.delete(id);
+    return true;
+  }
+
+  /* Recalled or expired: ``ids`` leave the list, the toasts and pop-ups on screen and the
+   * news still waiting for its toast. ``counted``: the frame brings the server's count (set
+   * by the caller); otherwise each unread one this page held takes one off the badge. */
+  function removeIds(ids, counted) {
+    var now = Date.now();
+    var drop = 0;
+    ids.forEach(function (id) {
+      if (typeof id !== "number") return;
+      removed.set(id, now);
+      var n = items.get(id);
+      if (n && !n.read) drop += 1;
+      items.delete(id);
+      gone.delete(id);
+      historyIds.delete(id);
+      arrivedAt.delete(id);
+      if (seen) seen.push.delete(id);
+      dropToast(id);
+      closeDesktop(id);
+    });
+    pendingNews = pendingNews.filter(function (id) { return !removed.has(id); });
+    if (!counted && drop) setUnread(unread - drop);
+  }
+
+  var EDITABLE = ["title", "body", "level", "url"];
+
+  /* An edit (an `updated` frame, or a sync's or the API's current content): the item's text,
+   * link and level change in place, in the list and on its toast; its read, Done and snooze
+   * state stay. An older edit than the one this page shows changes nothing, nor does a page
+   * of the API asked for before the last edit frame came (``askedAt``). Returns whether
+   * anything changed. */
+  function applyEdit(content, askedAt) {
+    if (!content || typeof content.id !== "number") return false;
+    var n = items.get(content.id) || gone.get(content.id);
+    if (!n) return false;
+    if (content.edited_at && n.edited_at && content.edited_at < n.edited_at) return false;
+    if (askedAt !== undefined && (editSeen.get(content.id) || 0) >= askedAt) return false;
+    if (askedAt === undefined) editSeen.set(content.id, Date.now());
+    var changed = false;
+    EDITABLE.forEach(function (key) {
+      if (key in content && content[key] !== n[key]) { n[key] = content[key]; changed = true; }
+    });
+    if (content.edited_at) n.edited_at = content.edited_at;
+    if (changed) updateToast(n);
+    return changed;
   }
 
   /* Newest arrival first, then the higher id. The server's times are all ISO 8601 in UTC,
@@ -1036,6 +1130,15 @@
         if (unknown.length && owner()) fetchLatest(true);
         break;
       }
+      case "recalled":
+      case "expired":
+        // With `unread` (a recall of one user's notification) the server's count follows
+        // below; without, each unread one held here takes one off (the next pong corrects).
+        removeIds(ids, typeof msg.unread === "number");
+        break;
+      case "updated":
+        applyEdit(msg.notification);
+        break;
       case "preferences":
         // The server's word after the latest change: a GET still on its way may be older (a
         // later change sends a frame of its own).
@@ -1058,16 +1161,88 @@
     if (fresh.length) emit("new", { notifications: fresh, unread: unread });
   }
 
+  /* The leader's news waits a moment for more (a burst of pushes arrives frame by frame),
+   * then the toast decision takes all of it at once. */
+  function queueNews(ids) {
+    var now = Date.now();
+    ids.forEach(function (id) {
+      if (pendingNews.indexOf(id) >= 0) return;
+      pendingNews.push(id);
+      arrivedAt.set(id, now);
+    });
+    if (!pendingNews.length) return;
+    if (!newsTimer) newsFirstAt = now;
+    window.clearTimeout(newsTimer);
+    var wait = Math.max(0, Math.min(NEWS_DEBOUNCE, newsFirstAt + NEWS_MAX_WAIT - now));
+    newsTimer = window.setTimeout(decideNews, wait);
+  }
+
+  function decideNews() {
+    window.clearTimeout(newsTimer);
+    newsTimer = null;
+    var batch = pendingNews;
+    pendingNews = [];
+    if (batch.length) chooseToaster(batch);
+  }
+
+  function groupKeyOf(n) {
+    return typeof n.group_key === "string" && n.group_key.trim() ? n.group_key.trim() : "";
+  }
+
+  /* Storm control: which of ``ids`` (news that may toast) get a toast of their own and which
+   * are summed up in one. Critical ones always toast. More than BURST_COUNT within
+   * BURST_WINDOW (or more news while a summary is still up): the rest are one summary.
+   * Otherwise a group_key toasts at most once per GROUP_WINDOW. */
+  function planToasts(ids) {
+    var now = Date.now();
+    var news = ids.map(function (id) { return items.get(id); })
+      .filter(function (n) { return n && !n.read; });
+    var latest = 0;
+    arrivedAt.forEach(function (at, id) { if (at < now - 60000) arrivedAt.delete(id); });
+    news.forEach(function (n) {
+      var at = arrivedAt.get(n.id) || now;
+      toastableAt.push(at);
+      if (at > latest) latest = at;
+    });
+    toastableAt = toastableAt.filter(function (at) { return at > now - 2 * BURST_WINDOW - NEWS_MAX_WAIT; });
+    var recent = toastableAt.filter(function (at) { return at >= latest - BURST_WINDOW; }).length;
+    var plan = { own: [], summary: [] };
+    var rest = [];
+    news.forEach(function (n) {
+      if (n.critical === true) plan.own.push(n.id); else rest.push(n);
+    });
+    var storming = recent > BURST_COUNT &&
+      (rest.length > 1 || (rest.length && now - lastSummaryAt < TOAST_MS));
+    rest.forEach(function (n) {
+      var key = groupKeyOf(n);
+      if (storming) {
+        plan.summary.push(n.id);
+        summarized.add(n.id);
+      } else if (key && now - (groupToastAt.get(key) || -Infinity) < GROUP_WINDOW) {
+        grouped.add(n.id); // listed and counted; its group toasted a moment ago
+        return;
+      } else {
+        plan.own.push(n.id);
+      }
+      if (key) groupToastAt.set(key, now);
+    });
+    if (plan.summary.length) lastSummaryAt = now;
+    return plan;
+  }
+
   /* The leader's choice: the visible tab focused last shows the toasts; when none is
    * visible the leader does, and pops up the desktop notification. */
   function chooseToaster(news) {
     var ids = news.filter(function (id) {
       if (!keptQuiet(items.get(id))) return true;
       silenced.add(id);
+      arrivedAt.delete(id);
       return false;
     });
     if (!ids.length) return;
-    if (role === "solo") { showNews(ids, true); return; }
+    var plan = planToasts(ids);
+    if (!plan.own.length && !plan.summary.length) return;
+    if (role === "solo") { showNews(plan, true); return; }
     liveTabs(function (live) {
       var best = null;
       peers.set(tabId, presence());
@@ -1080,8 +1255,8 @@
         }
       });
       var toaster = best ? best.tab : tabId;
-      post({ k: "toast", ids: ids, toaster: toaster });
-      if (toaster === tabId) showNews(ids, !best);
+      post({ k: "toast", plan: plan, toaster: toaster });
+      if (toaster === tabId) showNews(plan, !best);
     });
   }
 
@@ -1098,41 +1273,121 @@
     }, function () { callback(null); });
   }
 
-  function showNews(ids, nobodyLooks) {
-    var fresh = ids.map(function (id) { return items.get(id); })
-      .filter(function (n) { return n && !n.read && !toasted.has(n.id); });
-    if (!fresh.length) return;
-    fresh.forEach(function (n) { toasted.add(n.id); });
+  /* Show the leader's plan in this tab: {own: ids with a toast each, summary: ids summed up
+   * in one toast}. What was read, recalled or toasted here meanwhile is left out. */
+  function showNews(plan, nobodyLooks) {
+    var pick = function (ids) {
+      return (Array.isArray(ids) ? ids : []).map(function (id) { return items.get(id); })
+        .filter(function (n) { return n && !n.read && !toasted.has(n.id); });
+    };
+    var own = pick(plan.own);
+    var summed = pick(plan.summary);
+    if (summed.length === 1) { own = own.concat(summed); summed = []; } // no "1 new notifications"
+    var all = own.concat(summed);
+    if (!all.length) return;
+    all.forEach(function (n) { toasted.add(n.id); });
     if (toastsCovered()) {
       // The open panel lists them (and is in the way): no toast over it.
-      markSeen(fresh.map(function (n) { return n.id; }));
+      markSeen(own.map(function (n) { return n.id; }));
     } else {
-      fresh.slice(-MAX_TOASTS).forEach(function (n) { toast(n); });
-      if (fresh.length > MAX_TOASTS) {
-        toast(null, t("moreNotifications", { count: fresh.length - MAX_TOASTS }));
+      if (summed.length) showSummary(summed);
+      own.slice(-MAX_TOASTS).forEach(function (n) { toast(n); });
+      if (own.length > MAX_TOASTS) {
+        toast(null, t("moreNotifications", { count: own.length - MAX_TOASTS }));
       }
     }
-    if (nobodyLooks && owner()) fresh.forEach(desktop);
-    announce(fresh.length === 1
-      ? t("newNotification", { title: fresh[0].title })
-      : t("newNotifications", { count: fresh.length }));
+    if (nobodyLooks && owner()) {
+      // Only what arrived after the user opted in (the decision comes a moment later).
+      var since = function (n) { return (arrivedAt.get(n.id) || Date.now()) >= desktopSince; };
+      own.filter(since).forEach(desktop);
+      var poppable = summed.filter(since);
+      if (poppable.length > 1) desktopSummary(poppable.length);
+      else poppable.forEach(desktop);
+    }
+    all.forEach(function (n) { arrivedAt.delete(n.id); });
+    announce(all.length === 1
+      ? t("newNotification", { title: all[0].title })
+      : t("newNotifications", { count: all.length }));
   }
 
-  function toast(n, text, level) {
-    while (toastBox.children.length >= MAX_TOASTS) toastBox.removeChild(toastBox.firstChild);
+  /* One toast for a burst: "12 new notifications", a button that opens the panel. More of
+   * the storm while it is up adds to its count and starts its time again. */
+  function showSummary(notifications) {
+    if (summaryToast && summaryToast.box.parentNode === toastBox) {
+      notifications.forEach(function (n) { summaryToast.ids.add(n.id); });
+      summaryToast.update();
+      return;
+    }
+    var ids = new Set(notifications.map(function (n) { return n.id; }));
+    var box = toast(null, "", "info", function () { open(false); });
+    box.classList.add("nbell-toast-summary");
+    var mark = box.querySelector(".nbell-level-icon");
+    mark.textContent = "";
+    mark.appendChild(icon("bell", 18));
+    summaryToast = {
+      box: box, ids: ids,
+      update: function () {
+        var count = ids.size;
+        if (!count) { box.nbellRemove(); return; }
+        box.setAttribute("data-toast-summary", String(count));
+        box.querySelector(".nbell-title").textContent = t("burstNotifications", { count: count });
+        box.nbellRestart();
+      }
+    };
+    summaryToast.update();
+  }
+
+  /* Recalled or expired: its toast leaves the screen; a summary counts one fewer. */
+  function dropToast(id) {
+    Array.prototype.forEach.call(
+      toastBox.querySelectorAll('[data-toast-id="' + id + '"]'),
+      function (box) { if (box.nbellRemove) box.nbellRemove(); else box.parentNode.removeChild(box); }
+    );
+    if (summaryToast && summaryToast.ids.delete(id)) {
+      if (summaryToast.box.parentNode === toastBox) summaryToast.update();
+    }
+  }
+
+  /* Edited: the toast on screen shows the new title, line and level. */
+  function updateToast(n) {
+    var box = toastBox.querySelector('[data-toast-id="' + n.id + '"]');
+    if (!box) return;
+    var lvl = levelOf(n);
+    box.className = box.className.replace(/\bnbell-level-\w+/, "nbell-level-" + lvl);
+    var mark = box.querySelector(".nbell-toast-main .nbell-level-icon");
+    if (mark) { mark.textContent = ""; mark.appendChild(icon(lvl, 18)); }
+    var textBox = box.querySelector(".nbell-toast-main .nbell-text");
+    if (textBox) fillText(textBox, n.title, n.body);
+  }
+
+  function fillText(textBox, title, body) {
+    textBox.textContent = "";
+    textBox.appendChild(el("span", "nbell-title", title));
+    if (firstLine(body)) textBox.appendChild(el("span", "nbell-body", firstLine(body)));
+  }
+
+  /* A toast for ``n`` (or a message ``text`` of ``level``; ``onClick`` makes it a button).
+   * Returns its box, with nbellRemove() and nbellRestart() (its time from the start). At most
+   * MAX_TOASTS at once: the oldest goes first, a critical one last. */
+  function toast(n, text, level, onClick) {
+    while (toastBox.children.length >= MAX_TOASTS) {
+      var victim = toastBox.querySelector(".nbell-toast:not([data-critical])") || toastBox.firstChild;
+      if (victim.nbellRemove) victim.nbellRemove(); else toastBox.removeChild(victim);
+    }
     var lvl = n ? levelOf(n) : level || "info";
     var box = el("div", "nbell-toast nbell-level-" + lvl);
     box.setAttribute("data-notification-toast", n ? String(n.id) : "");
     if (n) box.setAttribute("data-toast-id", String(n.id));
-    var main = el(n ? "button" : "div", "nbell-toast-main");
-    if (n) main.type = "button";
+    if (n && n.critical === true) box.setAttribute("data-critical", "");
+    var clickable = !!(n || onClick);
+    var main = el(clickable ? "button" : "div", "nbell-toast-main");
+    if (clickable) main.type = "button";
     var mark = el("span", "nbell-level-icon");
     mark.setAttribute("aria-hidden", "true");
     mark.appendChild(icon(lvl, 18));
     main.appendChild(mark);
     var textBox = el("span", "nbell-text");
-    textBox.appendChild(el("span", "nbell-title", n ? n.title : text));
-    if (n && firstLine(n.body)) textBox.appendChild(el("span", "nbell-body", firstLine(n.body)));
+    fillText(textBox, n ? n.title : text, n ? n.body : "");
     main.appendChild(textBox);
     box.appendChild(main);
     var close = el("button", "nbell-toast-close");
@@ -1140,11 +1395,13 @@
     close.setAttribute("aria-label", t("dismiss"));
     close.appendChild(icon("close", 16));
     box.appendChild(close);
-    box.appendChild(el("span", "nbell-toast-timer")).setAttribute("aria-hidden", "true");
+    var bar = box.appendChild(el("span", "nbell-toast-timer"));
+    bar.setAttribute("aria-hidden", "true");
 
     var remaining = TOAST_MS, startedAt = 0, timer = null;
     function remove() {
       window.clearTimeout(timer);
+      timer = null;
       if (box.parentNode) box.parentNode.removeChild(box);
     }
     function run() { startedAt = Date.now(); timer = window.setTimeout(remove, remaining); }
@@ -1155,21 +1412,34 @@
       box.classList.add("is-paused");
     }
     function resume() {
-      if (timer !== null || box.matches(":hover") || box.contains(document.activeElement)) return;
+      if (timer !== null || !box.parentNode || box.matches(":hover") ||
+          box.contains(document.activeElement)) return;
       box.classList.remove("is-paused");
       run();
     }
+    box.nbellRemove = remove;
+    box.nbellRestart = function () {
+      remaining = TOAST_MS;
+      // The timer bar starts over too (a new element restarts its animation).
+      var fresh = el("span", "nbell-toast-timer");
+      fresh.setAttribute("aria-hidden", "true");
+      box.replaceChild(fresh, bar);
+      bar = fresh;
+      if (timer !== null) { window.clearTimeout(timer); run(); }
+    };
     box.addEventListener("mouseenter", pause);
     box.addEventListener("focusin", pause);
     box.addEventListener("mouseleave", resume);
     box.addEventListener("focusout", function () { window.setTimeout(resume, 0); });
     close.addEventListener("click", remove);
     if (n) main.addEventListener("click", function (event) { remove(); activate(n, event); });
+    else if (onClick) main.addEventListener("click", function () { remove(); onClick(); });
     box.style.setProperty("--nbell-toast-ms", TOAST_MS + "ms");
     toastBox.appendChild(box);
     placeToasts();
     run();
     if (n) markSeen([n.id]);
+    return box;
   }
 
   /* Toasts never cover the open panel: beside it when there is room, else none at all. */
@@ -1208,11 +1478,17 @@
       if (on) window.localStorage.setItem(DESKTOP_KEY, "1");
       else window.localStorage.removeItem(DESKTOP_KEY);
     } catch (e) { /* storage disabled: the choice lasts for this page only */ }
-    desktopOn = on;
+    setDesktopOn(on);
     updateDesktopButton();
   }
 
   var desktopOn = desktopWanted();
+  var desktopSince = 0;           // when desktop pop-ups were last turned on here
+
+  function setDesktopOn(on) {
+    if (on && !desktopOn) desktopSince = Date.now();
+    desktopOn = on;
+  }
 
   function updateDesktopButton() {
     if (!desktopSupported()) { desktopButton.hidden = true; return; }
@@ -1248,7 +1524,32 @@
         body: firstLine(n.body), tag: "notifyproject-" + n.id, lang: lang
       });
       shown.onclick = function () { window.focus(); shown.close(); activate(n, null); };
+      shown.onclose = function () {
+        if (desktopShown.get(n.id) === shown) desktopShown.delete(n.id);
+      };
+      desktopShown.set(n.id, shown);
     } catch (e) { /* e.g. mobile browsers that require a service worker */ }
+  }
+
+  /* A burst, while nobody looks: one pop-up, "12 new notifications" (one tag, so the next
+   * burst's replaces it); a click opens the panel. */
+  function desktopSummary(count) {
+    if (!desktopSupported() || !desktopOn || window.Notification.permission !== "granted") return;
+    if (document.visibilityState !== "hidden") return;
+    try {
+      var shown = new window.Notification(t("burstNotifications", { count: count }), {
+        tag: "notifyproject-burst", lang: lang
+      });
+      shown.onclick = function () { window.focus(); shown.close(); open(false); };
+    } catch (e) { /* as above */ }
+  }
+
+  /* Recalled or expired: its pop-up, if this tab showed one, goes too. */
+  function closeDesktop(id) {
+    var shown = desktopShown.get(id);
+    if (!shown) return;
+    desktopShown.delete(id);
+    try { shown.close(); } catch (e) { /* gone already */ }
   }
 
   // ---- frames from the socket (this tab owns it) ---------------------------------------
@@ -1307,6 +1608,7 @@
           else if (lastId === null) lastId = 0;
         }
         arrivedVia("sync", got);
+        applyChanges(msg);
         var fresh = got.filter(remember);
         ack(fresh.map(function (x) { return x.id; }));
         loaded = true;
@@ -1370,7 +1672,15 @@
     render();
     post({ k: "frame", frame: msg, news: news, unread: unread, cursor: lastId, loaded: loaded });
     emit("frame", msg);
-    if (news.length) { heardNews(news); chooseToaster(news); }
+    if (news.length) { heardNews(news); queueNews(news); }
+  }
+
+  /* A `missed` answer's recalls and edits of late (a page that was offline, or lost their
+   * push). Its `unread` is the server's count, which already leaves the recalled out: the
+   * caller sets it, nothing is subtracted. */
+  function applyChanges(msg) {
+    if (Array.isArray(msg.recalled)) removeIds(msg.recalled, typeof msg.unread === "number");
+    if (Array.isArray(msg.updated)) msg.updated.forEach(function (c) { applyEdit(c); });
   }
 
   // ---- frames relayed by the leader (this tab follows) ---------------------------------
@@ -1382,6 +1692,7 @@
       remember(msg.notification);
     } else if (msg.type === "missed") {
       arrivedVia("sync", msg.notifications || []);
+      applyChanges({ recalled: msg.recalled, updated: msg.updated, unread: m.unread });
       (msg.notifications || []).forEach(remember);
     } else {
       apply(msg);
@@ -1402,13 +1713,18 @@
   }
 
   function applySnapshot(m, replace) {
+    // The leader's list: it applied every recall and expiry before it sent this (the channel
+    // keeps its order), so what it holds is listed again, as the server said.
+    (m.items || []).forEach(function (n) { if (n && typeof n.id === "number") removed.delete(n.id); });
     if (replace) {
       items.clear();
       (m.items || []).forEach(function (n) { items.set(n.id, n); gone.delete(n.id); });
     } else {
       (m.items || []).forEach(function (n) {
         var known = items.get(n.id);
-        if (known) known.read = n.read; else remember(n);
+        if (!known) { remember(n); return; }
+        known.read = n.read;
+        EDITABLE.forEach(function (key) { if (key in n) known[key] = n[key]; });
       });
     }
     if (m.cursor !== undefined) lastId = m.cursor;
@@ -1459,7 +1775,7 @@
         if (!owner()) onRelayedFrame(m);
         break;
       case "toast":
-        if (m.toaster === tabId && Array.isArray(m.ids)) showNews(m.ids, false);
+        if (m.toaster === tabId && m.plan && typeof m.plan === "object") showNews(m.plan, false);
         break;
       case "send":
         if (owner() && m.frame && typeof m.frame.type === "string") {
@@ -1602,9 +1918,12 @@
   function loadOverHttp() {
     if (httpLoading || loaded) return;
     httpLoading = true;
+    var askedAt = Date.now();
     getList().then(function (data) {
       if (loaded) return;
-      (data.results || []).forEach(remember);
+      (data.results || []).forEach(function (n) {
+        if (n && listedAgain(n.id, askedAt)) remember(n);
+      });
       loaded = true;
       setUnread(data.unread);
       render();
@@ -1618,15 +1937,19 @@
    * or an unarchive of something this page no longer holds: the latest page from the API. */
   function fetchLatest(addUnknown) {
     if (!items.size && !addUnknown) return;
+    var askedAt = Date.now();
     getList().then(function (data) {
       var changed = false;
       var listed = new Set();
       var results = data.results || [];
       results.forEach(function (fresh) {
+        if (!fresh || !listedAgain(fresh.id, askedAt)) return;
         listed.add(fresh.id);
         var n = items.get(fresh.id);
         if (n) {
           if (fresh.read !== n.read) { n.read = fresh.read; changed = true; }
+          // The current text (an edit older than the sync's seven days, too).
+          if (applyEdit(fresh, askedAt)) changed = true;
         } else if (addUnknown && !toasted.has(fresh.id) && remember(fresh)) {
           changed = true;
         }
@@ -1816,7 +2139,7 @@
     }).catch(function () { /* stays a follower */ });
   });
   window.addEventListener("storage", function (event) {
-    if (event.key === DESKTOP_KEY) { desktopOn = desktopWanted(); updateDesktopButton(); }
+    if (event.key === DESKTOP_KEY) { setDesktopOn(desktopWanted()); updateDesktopButton(); }
   });
   window.setInterval(refreshTimes, 60000);
 
