@@ -18,8 +18,11 @@ The listener has deadlines of its own (``HEALTH_CHECK_*``, ``PUBLISH_TIMEOUT`` i
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import threading
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
+
+from asgiref.sync import async_to_sync
 
 # One push from a request path (a group_send: three round trips to Redis). A healthy Redis
 # answers in about a millisecond, a loaded 2-core box within tens; the slowest request path
@@ -69,3 +72,33 @@ async def group_send_all(
                     tasks.create_task(layer.group_send(group, event))
         except ExceptionGroup as errors:
             raise errors.exceptions[0] from None
+
+
+def push_from_sync(push: Callable[..., Awaitable[Any]], *args: Any, seconds: float) -> None:
+    """Run an async push from synchronous code, wherever that code runs.
+
+    ``async_to_sync`` refuses to run in a thread whose event loop is running (a notebook,
+    a test driving a browser, sync code called from a coroutine without ``sync_to_async``):
+    there the push runs in a thread of its own, and this waits at most ``seconds`` for it.
+    Raises what the push raised (``TimeoutError`` for a silent Redis).
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        async_to_sync(push)(*args)
+        return
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            async_to_sync(push)(*args)
+        except BaseException as exc:  # handed to the caller below
+            failure.append(exc)
+
+    worker = threading.Thread(target=run, name="notifications-push", daemon=True)
+    worker.start()
+    worker.join(seconds)
+    if worker.is_alive():
+        raise TimeoutError(f"the push took over {seconds:g} s")
+    if failure:
+        raise failure[0]

@@ -17,7 +17,6 @@ import zoneinfo
 from collections.abc import Iterable
 from typing import Any
 
-from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
 from django.utils import timezone
@@ -262,7 +261,13 @@ def tell_sockets(user_id: UserId, shown: dict[str, Any]) -> None:
     """Push the new preferences to every socket of the user; best effort, bounded."""
     choices = {slug: c["bell"] for slug, c in shown["categories"].items()}
     try:
-        push_preferences(user_id, shown, sorted(muted_from(choices)))
+        deadlines.push_from_sync(
+            apush_preferences,
+            user_id,
+            shown,
+            sorted(muted_from(choices)),
+            seconds=deadlines.PUSH_SECONDS + 0.5,
+        )
     except Exception as exc:
         logger.warning("Could not push preferences to user %s's sockets (%r)", user_id, exc)
 
@@ -274,6 +279,3 @@ async def apush_preferences(user_id: UserId, shown: dict[str, Any], muted: list[
     group = user_group(user_id)
     async with asyncio.timeout(deadlines.PUSH_SECONDS):
         await layer.group_send(group, layer_preferences_event(shown, muted, group))
-
-
-push_preferences = async_to_sync(apush_preferences)

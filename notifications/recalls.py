@@ -13,7 +13,6 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
-from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -95,7 +94,9 @@ def edit(notification: Notification, by: Any = None, **fields: Any) -> list[str]
 def tell_bells(notification: Notification, *, recalled: bool) -> None:
     """Push ``recalled`` or ``updated`` to the audience's sockets; bounded, never raises."""
     try:
-        push_change(notification, recalled)
+        deadlines.push_from_sync(
+            apush_change, notification, recalled, seconds=deadlines.PUSH_SECONDS + 0.5
+        )
     except Exception as exc:
         logger.warning(
             "Could not push the %s of notification %s (%r); open bells learn it at their next sync",
@@ -120,9 +121,6 @@ async def apush_change(notification: Notification, recalled: bool) -> None:
     sends = [(group, layer_state_event(frame, group)) for group in fan_out_groups(notification)]
     async with asyncio.timeout(deadlines.PUSH_SECONDS):
         await deadlines.group_send_all(layer, sends)
-
-
-push_change = async_to_sync(apush_change)
 
 
 def recent_changes(user_id: UserId, now: datetime | None = None) -> tuple[list[int], list[dict]]:

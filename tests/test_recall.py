@@ -173,3 +173,42 @@ async def test_a_page_that_was_away_learns_of_recalls_and_edits_at_its_next_sync
     assert [n["id"] for n in fresh["notifications"]] == [first.pk, third.pk]
     assert fresh["notifications"][0]["title"] == "First, corrected"
     await socket.disconnect()
+
+
+# ---- pushes from synchronous code in a thread with a running event loop -----------------
+
+
+def test_a_push_from_sync_code_runs_even_where_an_event_loop_runs():
+    import asyncio
+
+    from notifications.deadlines import push_from_sync
+
+    done = []
+
+    async def push(value):
+        done.append(value)
+
+    async def caller():
+        push_from_sync(push, "inside", seconds=2)  # sync code, loop running in this thread
+
+    push_from_sync(push, "plain", seconds=2)
+    asyncio.run(caller())
+    assert done == ["plain", "inside"]
+
+
+def test_a_push_from_sync_code_gives_up_at_its_deadline():
+    import asyncio
+    import time
+
+    from notifications.deadlines import push_from_sync
+
+    async def never():
+        await asyncio.sleep(1.5)  # long past the deadline (and then the thread ends)
+
+    async def caller():
+        started = time.monotonic()
+        with pytest.raises(TimeoutError):
+            push_from_sync(never, seconds=0.2)
+        return time.monotonic() - started
+
+    assert asyncio.run(caller()) < 1.0

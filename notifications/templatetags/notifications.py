@@ -36,6 +36,7 @@ def script_strings() -> dict[str, Any]:
         "newNotification": gettext("New notification: %(title)s"),
         "newNotifications": gettext("New notifications: %(count)s"),
         "moreNotifications": gettext("And %(count)s more in the inbox"),
+        "burstNotifications": gettext("%(count)s new notifications"),
         "justNow": gettext("just now"),
         "unread": gettext("Unread"),
         "dismiss": gettext("Dismiss"),

@@ -11,6 +11,7 @@ from playwright.sync_api import expect
 import notifications
 from notifications.models import Level
 from tests.browser.conftest import log_in
+from tests.browser.test_bell_recall import pushes_go_through  # noqa: F401 (autouse fixture)
 from tests.browser.test_inbox_live import delivered, open_inbox, row, rows
 from tests.factories import UserFactory
 
