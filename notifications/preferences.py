@@ -19,6 +19,7 @@ from typing import Any
 
 from channels.layers import get_channel_layer
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from notifications import categories, deadlines
@@ -29,15 +30,10 @@ from notifications.models import CategoryPreference, Notification, Preference
 logger = logging.getLogger(__name__)
 
 _HH_MM = re.compile(r"([01]\d|2[0-3]):([0-5]\d)")
-ALL_DAYS = [0, 1, 2, 3, 4, 5, 6]
 
 
 class PreferencesError(ValueError):
     """A preferences change that cannot be saved; the message says why, for the user."""
-
-
-def category_choices() -> list[Category]:
-    return list(categories.declared().values())
 
 
 # ---- who is muted (dispatch and sockets) --------------------------------------------------
@@ -51,26 +47,33 @@ def mutable(notification: Notification) -> Category | None:
     return category if category is not None and category.mutable else None
 
 
+def shown_in_bell(category: Category, bell: bool | None) -> bool:
+    """The rule for one user and one category: their choice (``bell``, None without a row),
+    else the category's default; an unmutable category is always shown."""
+    if not category.mutable:
+        return True
+    return category.default if bell is None else bell
+
+
+def _muted(category: Category) -> Q:
+    """The users (as a condition on their pk) who muted ``category`` (a mutable one): those
+    who said so, or, for one off by default, all who did not switch it on."""
+    rows = CategoryPreference.objects.filter(category=category.slug)
+    if category.default:
+        return Q(pk__in=rows.filter(bell=False).values("user_id"))
+    return ~Q(pk__in=rows.filter(bell=True).values("user_id"))
+
+
 def recipients(notification: Notification, users: Any) -> Any:
     """Return ``users`` without those who muted the notification's category (a queryset)."""
     category = mutable(notification)
-    if category is None:
-        return users
-    rows = CategoryPreference.objects.filter(category=category.slug)
-    if category.default:
-        return users.exclude(pk__in=rows.filter(bell=False).values("user_id"))
-    return users.filter(pk__in=rows.filter(bell=True).values("user_id"))
+    return users if category is None else users.exclude(_muted(category))
 
 
 def muted_count(notification: Notification, users: Any) -> int:
     """How many of ``users`` muted the notification's category (0 when none may)."""
     category = mutable(notification)
-    if category is None:
-        return 0
-    rows = CategoryPreference.objects.filter(category=category.slug)
-    if category.default:
-        return users.filter(pk__in=rows.filter(bell=False).values("user_id")).count()
-    return users.exclude(pk__in=rows.filter(bell=True).values("user_id")).count()
+    return 0 if category is None else users.filter(_muted(category)).count()
 
 
 def muted_pairs(pairs: Iterable[tuple[Notification, UserId]]) -> set[tuple[int, UserId]]:
@@ -82,13 +85,11 @@ def muted_pairs(pairs: Iterable[tuple[Notification, UserId]]) -> set[tuple[int, 
         user_id__in={user for _, user in wanted}, category__in={n.category for n, _ in wanted}
     ).values_list("user_id", "category", "bell")
     choice = {(user, slug): bell for user, slug, bell in rows}
-    muted = set()
-    for n, user in wanted:
-        category = categories.get(n.category)
-        assert category is not None  # noqa: S101 - mutable() found it
-        if not choice.get((user, n.category), category.default):
-            muted.add((n.pk, user))
-    return muted
+    return {
+        (n.pk, user)
+        for n, user in wanted
+        if not shown_in_bell(categories.declared()[n.category], choice.get((user, n.category)))
+    }
 
 
 def muted_categories(user_id: UserId) -> frozenset[str]:
@@ -102,7 +103,7 @@ def muted_from(bell_choices: dict[str, bool]) -> frozenset[str]:
     return frozenset(
         category.slug
         for category in categories.declared().values()
-        if category.mutable and not bell_choices.get(category.slug, category.default)
+        if not shown_in_bell(category, bell_choices.get(category.slug))
     )
 
 
@@ -154,7 +155,7 @@ def preferences_read(user: Any) -> dict[str, Any]:
             "label": category.label,
             "description": category.description,
             "mutable": category.mutable,
-            "bell": True if not category.mutable else (row.bell if row else category.default),
+            "bell": shown_in_bell(category, row.bell if row else None),
             "toasts": row.toasts if row else True,
         }
     pref = Preference.objects.filter(user_id=user.pk).first() or Preference(user_id=user.pk)
