@@ -7,8 +7,6 @@ critical ones always get their own toast; a ``group_key`` toasts at most once pe
 
 from __future__ import annotations
 
-import json
-
 import pytest
 from django.db import transaction
 from playwright.sync_api import Page, expect
@@ -137,33 +135,18 @@ def test_a_burst_while_nobody_looks_pops_up_once_on_the_desktop(new_context):
 def test_a_group_key_toasts_at_most_once_in_five_seconds(new_context):
     user = UserFactory()
     page = log_in(new_context(), user.username)
-
-    def with_group_key(ws):
-        """The server does not send group_key yet: add one to every pushed notification."""
-        server = ws.connect_to_server()
-        ws.on_message(server.send)
-
-        def from_server(message):
-            frame = json.loads(message)
-            if frame.get("type") == "notification":
-                frame["notification"]["group_key"] = "ci-build"
-                message = json.dumps(frame)
-            ws.send(message)
-
-        server.on_message(from_server)
-
-    page.route_web_socket("**/ws/notifications/", with_group_key)
-    page.reload()
     bell = Bell(page).wait_ready()
-    first = notifications.notify(user, "Build 1 failed")
+    first = notifications.notify(user, "Build 1 failed", group_key="ci-build")
     expect(bell.toast(first.pk)).to_be_visible()
-    second = notifications.notify(user, "Build 2 failed")
+    second = notifications.notify(user, "Build 2 failed", group_key="ci-build")
     bell.expect_unread(2)
     settle(page)
     expect(bell.toast(second.pk)).to_have_count(0)  # its group toasted a moment ago
     bell.open()
     expect(bell.item(second.pk)).to_have_count(1)  # listed and counted all the same
     # A critical one of the group still toasts (beside the open panel at this width).
-    loud = notifications.notify(user, "Build 3 failed: production is down", critical=True)
+    loud = notifications.notify(
+        user, "Build 3 failed: production is down", group_key="ci-build", critical=True
+    )
     bell.expect_unread(3)
     expect(bell.toast(loud.pk)).to_be_visible()
