@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 # Names as the command line and the JSON file spell them, in the order they are reported.
-SCENARIOS = ("p1", "p2", "p3", "p4", "p5", "m2", "r1", "t1", "t2", "peers", "scale")
+SCENARIOS = ("p1", "p2", "p3", "p4", "p5", "m2", "r1", "g1", "t1", "t2", "peers", "scale")
 # The order they run in: the throwaway population only grows along it (fewer deletions),
 # and the stack changes shape as rarely as possible.
-RUN_ORDER = ("p1", "p3", "t1", "t2", "p2", "m2", "r1", "peers", "scale", "p4", "p5")
+RUN_ORDER = ("p1", "g1", "p3", "t1", "t2", "p2", "m2", "r1", "peers", "scale", "p4", "p5")
 
 TITLES = {
     "p1": "P1 latency",
@@ -20,6 +20,7 @@ TITLES = {
     "p5": "P5 isolation",
     "m2": "M2 P2 with preferences",
     "r1": "R1 recall",
+    "g1": "G1 grouping burst",
     "t1": "T1 triage across tabs",
     "t2": "T2 snooze return",
     "peers": "Against the peers",
@@ -64,6 +65,11 @@ class Sizes:
     m2_settle: float  # seconds after the last expected frame to catch frames to muted ones
     r1_users: int
     r1_online: int
+    g1_online: int  # other users' sockets, P1's load meanwhile
+    g1_count: int  # notifications of one group_key to one user
+    g1_duration: float  # seconds the burst (and P1's load) takes
+    g1_rate: float  # P1's load, notifications/s to the other users
+    g1_actors: int  # distinct actors taking turns in the burst
     peers_recipients: int
     scale_users: int
     scale_online: int
@@ -101,6 +107,11 @@ FULL = Sizes(
     m2_settle=2.0,
     r1_users=10_000,
     r1_online=5000,
+    g1_online=1000,
+    g1_count=1000,
+    g1_duration=10.0,
+    g1_rate=100.0,
+    g1_actors=13,
     peers_recipients=10_000,
     scale_users=10_000,
     scale_online=5000,
@@ -137,6 +148,11 @@ QUICK = Sizes(
     m2_settle=1.0,
     r1_users=1000,
     r1_online=200,
+    g1_online=100,
+    g1_count=150,
+    g1_duration=3.0,
+    g1_rate=50.0,
+    g1_actors=4,
     peers_recipients=1000,
     scale_users=1000,
     scale_online=200,
@@ -185,6 +201,7 @@ class Options:
                 p2_online=self.online,
                 m2_online=self.online,
                 r1_online=self.online,
+                g1_online=self.online,
                 p4_sockets=self.online,
                 p5_online=self.online,
                 scale_online=self.online,
@@ -194,7 +211,11 @@ class Options:
             )
         if self.rate is not None:
             changes.update(
-                p1_rate=self.rate, p5_rate=self.rate, scale_rate=self.rate, t1_rate=self.rate
+                p1_rate=self.rate,
+                p5_rate=self.rate,
+                scale_rate=self.rate,
+                t1_rate=self.rate,
+                g1_rate=self.rate,
             )
         if self.duration is not None:
             changes.update(
@@ -343,6 +364,26 @@ FIGURES: dict[str, tuple[Figure, ...]] = {
         Figure("daphne_cpu_us_per_socket", "daphne CPU per socket for the recall", "us"),
         Figure("broadcast_p99_ms", "the broadcast first: commit -> socket p99", "ms"),
         Figure("broadcast_missing", "the broadcast first: sockets missed"),
+    ),
+    "g1": (
+        Figure("p50_ms", "P1 (other users) commit -> socket p50 during the burst", "ms", "<=", 5),
+        Figure("p99_ms", "P1 (other users) commit -> socket p99 during the burst", "ms", "<=", 20),
+        Figure("expected", "P1 frames expected"),
+        Figure("received", "P1 frames received"),
+        Figure("missing", "P1 frames missing", "", "<=", 0),
+        Figure("burst_created", "burst: notifications of one group_key committed"),
+        Figure("burst_rate", "burst: committed/s", "/s"),
+        Figure("burst_p99_ms", "burst: commit -> the user's socket p99", "ms"),
+        Figure("burst_missing", "burst: frames missing at the user's socket", "", "<=", 0),
+        Figure("badge_delta", "server badge (hello/pong count) after - before", "", "<=", 1),
+        Figure("api_items", "API first page: items of the group", "", "<=", 1),
+        Figure("api_group_count", "API: the item's group_count"),
+        Figure("bell_cpu_ms", "bell: Chromium CPU during the burst (same cores)", "ms"),
+        Figure("bell_rows", "bell (Chromium): dropdown rows of the group", "", "<=", 1),
+        Figure("bell_group_count", "bell: the row's data-notification-group-count"),
+        Figure("bell_badge_delta", "bell: badge after - before", "", "<=", 1),
+        Figure("bell_toasts", "bell: toasts shown for the burst"),
+        Figure("bell_toasts_per_window", "bell: most toasts in any 5 s", "", "<=", 1),
     ),
     "t1": (
         Figure("p50_ms", "sent on one tab -> frame on another p50", "ms"),

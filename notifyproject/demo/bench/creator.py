@@ -77,6 +77,10 @@ def create_single(command: dict[str, Any]) -> dict[str, Any]:
     if duration is None and count is None:
         return {"created": [], "errors": 0, "error": "give a duration or a count"}
     title = command["title"]
+    # Grouping (G1): every one carries the key; actors, if given, take turns.
+    group_key = command.get("group_key") or ""
+    actor_ids = [str(pk) for pk in command.get("actors") or ()]
+    actors = list(get_user_model().objects.in_bulk(actor_ids).values()) if actor_ids else []
     created: list[list[Any]] = []
     errors = 0
     first_error: str | None = None
@@ -100,7 +104,12 @@ def create_single(command: dict[str, Any]) -> dict[str, Any]:
         called = time.time()
         try:
             notification, at = committed(
-                lambda user=user, index=index: notify(user, f"{title} #{index}")
+                lambda user=user, index=index: notify(
+                    user,
+                    f"{title} #{index}",
+                    group_key=group_key,
+                    actor=actors[index % len(actors)] if actors else None,
+                )
             )
         except Exception as exc:  # recorded; the benchmark reports it
             errors += 1

@@ -33,7 +33,7 @@ from django.http.request import validate_host
 from django.test.utils import override_settings
 
 from notifications import conf, publisher
-from notifyproject.demo.bench import peers, preferences, scenarios, triage
+from notifyproject.demo.bench import grouping, peers, preferences, scenarios, triage
 from notifyproject.demo.bench.config import FIGURES, RUN_ORDER, TITLES, Options
 from notifyproject.demo.bench.pool import ClientPool, Creators
 from notifyproject.demo.bench.population import Population, purge_leftovers
@@ -49,7 +49,12 @@ from notifyproject.demo.bench.stack import Stack
 from notifyproject.demo.bench.workers import BenchError, raise_fd_limit
 from notifyproject.demo.supervisor import SupervisorError
 
-RUNNERS = {**scenarios.RUNNERS, **triage.RUNNERS, **preferences.RUNNERS}
+RUNNERS = {
+    **scenarios.RUNNERS,
+    **triage.RUNNERS,
+    **preferences.RUNNERS,
+    **grouping.RUNNERS,
+}
 assert set(RUNNERS) == set(FIGURES)  # noqa: S101 - a programming error, caught at import
 
 
@@ -160,6 +165,8 @@ class Bench:
             CHANNELS_PREFIX=self.prefix,
             NOTIFICATIONS_CHANNEL=self.channel,
             PYTHONUNBUFFERED="1",
+            # G1 opens a real bell page: daphne serves its script and styles.
+            DJANGO_SERVE_STATIC="1",
         )
         return env
 
@@ -177,6 +184,7 @@ class Bench:
             self.sizes.p5_online,
             self.sizes.m2_online if "m2" in self.options.scenarios else 0,
             self.sizes.r1_online if "r1" in self.options.scenarios else 0,
+            self.sizes.g1_online + 1 if "g1" in self.options.scenarios else 0,
             self.sizes.t1_users * 3 if "t1" in self.options.scenarios else 0,
             self.sizes.t2_users if "t2" in self.options.scenarios else 0,
         )

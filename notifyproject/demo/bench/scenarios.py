@@ -206,8 +206,40 @@ def create_single(
     count: int | None = None,
     start_at: float | None = None,
     run: ScenarioRun | None = None,
+    group_key: str = "",
+    actors: Sequence[Any] = (),
 ) -> list[Created]:
     """Have a creator commit single-user notifications, one transaction each."""
+    worker, started = send_single(
+        ctx,
+        creator,
+        recipients=recipients,
+        title=title,
+        rate=rate,
+        duration=duration,
+        count=count,
+        start_at=start_at,
+        group_key=group_key,
+        actors=actors,
+    )
+    return single_reply(ctx, worker, started, duration, count, run)
+
+
+def send_single(
+    ctx: Context,
+    creator: int,
+    *,
+    recipients: Sequence[Any],
+    title: str,
+    rate: float | None = None,
+    duration: float | None = None,
+    count: int | None = None,
+    start_at: float | None = None,
+    group_key: str = "",
+    actors: Sequence[Any] = (),
+) -> tuple[Any, float]:
+    """Start a creator on single-user notifications; ``single_reply`` collects them (two
+    creators can run at once). ``group_key`` and ``actors`` (taking turns) go to notify()."""
     worker = ctx.creators.get(creator)
     started = time.monotonic()
     worker.send(
@@ -219,9 +251,11 @@ def create_single(
             "count": count,
             "start_at": start_at or time.time() + 0.2,
             "title": title,
+            "group_key": group_key,
+            "actors": wire_ids(actors),
         }
     )
-    return single_reply(ctx, worker, started, duration, count, run)
+    return worker, started
 
 
 def single_reply(

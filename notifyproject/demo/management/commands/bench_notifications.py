@@ -63,12 +63,12 @@ class Command(BaseCommand):
         parser.add_argument(
             "--online",
             type=positive_int,
-            help="sockets (P1, P2, P4, P5, M2, R1, scale; P3 recipients; T1 and T2 users)",
+            help="sockets (P1, P2, P4, P5, M2, R1, G1, scale; P3 recipients; T1 and T2 users)",
         )
         parser.add_argument(
             "--rate",
             type=positive_float,
-            help="single-user notifications/s (P1, P5, scale); T1's triage frames/s",
+            help="single-user notifications/s (P1, P5, G1, scale); T1's triage frames/s",
         )
         parser.add_argument(
             "--duration", type=positive_float, help="seconds of load (P1, P3 flood, P5)"
