@@ -41,6 +41,20 @@ class SerializedNotification(TypedDict):
     snoozed_until: str | None
 
 
+class ListedNotification(SerializedNotification):
+    """An entry of a list (API page, sync answer): the head of its group item, with the
+    item's size and actors (1 and its own actor for an ungrouped one). Pushed
+    ``notification`` frames carry the plain SerializedNotification."""
+
+    group_count: int
+    group_actors: list[str]
+    group_actor_count: int
+
+
+# The keys a list entry adds to a serialized notification.
+GROUP_FIELDS = ("group_count", "group_actors", "group_actor_count")
+
+
 class PubSubMessage(TypedDict):
     v: int
     event: Literal["created"]

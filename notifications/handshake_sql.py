@@ -33,8 +33,11 @@ def _badge_sql(alias: str) -> str:
     to_notification = _column(Delivery, "notification", qn)
     expires = _column(Notification, "expires_at", qn)
     snoozed = _column(Delivery, "snoozed_until", qn)
+    key = f"n.{_column(Notification, 'group_key', qn)}"
+    # A group (one non-empty group_key) counts once: its unread rows are one item.
+    count = f"COUNT(CASE WHEN {key} = '' THEN 1 END) + COUNT(DISTINCT NULLIF({key}, ''))"
     return (
-        f"SELECT (SELECT COUNT(*) FROM {delivery} d INNER JOIN {notification} n"  # noqa: S608
+        f"SELECT (SELECT {count} FROM {delivery} d INNER JOIN {notification} n"  # noqa: S608
         f" ON d.{to_notification} = n.{_column(Notification, 'id', qn)}"
         f" WHERE d.{user} = %s AND d.{_column(Delivery, 'state', qn)} IN (%s, %s)"
         f" AND (n.{expires} IS NULL OR n.{expires} > %s)"
@@ -59,7 +62,8 @@ def badge_state(user_id: UserId, now: datetime | None = None) -> tuple[int, int 
     """Return (unread notifications in the bell, notification id of the newest Delivery).
 
     Unread in the bell: not read, not expired, not archived, not snoozed (a snooze that has
-    come due counts again, as ``Delivery.objects.unread()`` has it).
+    come due counts again, as ``Delivery.objects.unread()`` has it); the unread rows of one
+    ``group_key`` count once, as ``selectors.unread_count`` has it.
 
     "Newest" is dispatch order (the Delivery row's id), not notification id order: a
     scheduled notification has an old id and is dispatched late. A client that does not

@@ -11,7 +11,11 @@ from django.utils import timezone
 
 from notifications import conf, handshake_sql
 from notifications.asyncdb import db_async
-from notifications.events import SerializedNotification, serialize_notification
+from notifications.events import (
+    ListedNotification,
+    SerializedNotification,
+    serialize_notification,
+)
 from notifications.models import UNREAD_STATES, Delivery, DeliveryState
 
 
@@ -20,8 +24,33 @@ def _user_rows(user: AbstractBaseUser | Any) -> Any:
 
 
 def unread_count(user: AbstractBaseUser | Any) -> int:
-    """Return how many live notifications the user has not read."""
-    return Delivery.objects.for_user(user).unread().count()
+    """Return the badge: unread rows in the bell, a group (one ``group_key``) counted once.
+
+    One aggregate over the same rows as before: the ungrouped ones, plus the distinct keys
+    of the grouped ones (every unread row of a key is one item: their bucket, ``read_at``,
+    is NULL for all of them).
+    """
+    counts = Delivery.objects.for_user(user).unread().aggregate(**_grouped_unread_terms())
+    return _grouped_unread_total(counts)
+
+
+def _grouped_unread_terms(condition: Any = None) -> dict[str, Any]:
+    """The two aggregates whose sum is a grouped unread count (``condition``: the unread
+    rows, when the aggregate also counts other views)."""
+    from django.db.models import Count, Q
+
+    ungrouped = Q(notification__group_key="")
+    grouped = ~Q(notification__group_key="")
+    if condition is not None:
+        ungrouped, grouped = condition & ungrouped, condition & grouped
+    return {
+        "_ungrouped": Count("pk", filter=ungrouped),
+        "_groups": Count("notification__group_key", filter=grouped, distinct=True),
+    }
+
+
+def _grouped_unread_total(counts: dict[str, Any]) -> int:
+    return int(counts.pop("_ungrouped") or 0) + int(counts.pop("_groups") or 0)
 
 
 def _serialize(delivery: Delivery) -> SerializedNotification:
@@ -31,6 +60,11 @@ def _serialize(delivery: Delivery) -> SerializedNotification:
         archived=delivery.archived_at is not None,
         snoozed_until=delivery.snoozed_until,
     )
+
+
+def _serialize_head(delivery: Delivery) -> ListedNotification:
+    """A list entry: the notification plus its item's size and actors (annotate_groups)."""
+    return {**_serialize(delivery), **group_fields(delivery)}  # type: ignore[typeddict-item]
 
 
 # The views every list shares (the inbox page's tabs, the API's ``status=``): the default
@@ -53,6 +87,189 @@ def rows_in_status(rows: Any, status: str | None, level: str | None = None) -> A
     if level is not None:
         rows = rows.filter(notification__level=level)
     return rows
+
+
+# ---- grouping: one item per group_key and bucket ------------------------------------------
+# A group item is a user's rows in one view whose notifications share a non-empty group_key
+# and that changed together: the same *bucket* (NULL equal to NULL). Unread rows all have
+# read_at NULL, so every unread row of a key is one item; rows read (archived, snoozed) as
+# one share one timestamp, so they stay one item afterwards. Lists show the newest row of
+# an item (its head) with the item's size and actors; the badge counts an item once.
+
+# How many actor names a head carries ("Ana, Bo and 11 others").
+GROUP_ACTORS_SHOWN = 3
+
+
+def bucket_field(status: str | None) -> str:
+    """Return the Delivery column whose equal values make one item in the view ``status``."""
+    if status is None or status == "unread":
+        return "read_at"
+    if status == "archived":
+        return "archived_at"
+    if status == "snoozed":
+        return "snoozed_until"
+    raise ValueError(f"unknown status {status!r}")
+
+
+def _view_rows(user: Any, status: str | None, level: str | None = None) -> Any:
+    """The user's live rows in one view (no notification loaded): a subquery's base."""
+    return rows_in_status(Delivery.objects.for_user(user), status, level)
+
+
+def _newer_member(user: Any, status: str | None, level: str | None) -> Any:
+    """EXISTS: a newer row of the outer row's item (same view, key and bucket)."""
+    from django.db.models import Exists, OuterRef, Q
+    from django.db.models.lookups import IsNull
+
+    field = bucket_field(status)
+    same_bucket = Q(**{field: OuterRef(field)}) | (
+        Q(**{f"{field}__isnull": True}) & Q(IsNull(OuterRef(field), True))
+    )
+    newer = _view_rows(user, status, level).filter(
+        same_bucket,
+        id__gt=OuterRef("id"),
+        notification__group_key=OuterRef("notification__group_key"),
+    )
+    return Exists(newer)
+
+
+def collapse(rows: Any, user: Any, status: str | None, level: str | None = None) -> Any:
+    """Keep the rows that head their item: ungrouped ones, and the newest of each item.
+
+    A filter, not a GROUP BY: keyset pagination (``before``/``after``) keeps working over
+    the heads, and the subquery is only asked about grouped rows.
+    """
+    from django.db.models import Q
+
+    return rows.filter(Q(notification__group_key="") | ~_newer_member(user, status, level))
+
+
+def _item_filter(field: str, key: str, bucket: Any, head_id: int | None = None) -> Any:
+    """Q for the rows of one item (``head_id``: none newer than the listed head)."""
+    from django.db.models import Q
+
+    same = Q(notification__group_key=key) & (
+        Q(**{f"{field}__isnull": True}) if bucket is None else Q(**{field: bucket})
+    )
+    return same if head_id is None else same & Q(id__lte=head_id)
+
+
+def annotate_groups(
+    deliveries: list[Delivery], user: Any, status: str | None, level: str | None = None
+) -> list[Delivery]:
+    """Give each head ``group_count``, ``group_actors`` and ``group_actor_count``.
+
+    One query for the whole page, whatever its size: per item and actor name, how many
+    rows and the newest one (GROUP BY key, bucket, name), summed up here. Ungrouped rows
+    are items of one and cost nothing.
+    """
+    from django.db.models import Count, Max, Q
+
+    field = bucket_field(status)
+    heads = [d for d in as_single_items(deliveries) if d.notification.group_key]
+    if not heads:
+        return deliveries
+    items: dict[tuple[str, Any], int] = {}
+    for head in heads:
+        item = (head.notification.group_key, getattr(head, field))
+        items[item] = max(items.get(item, 0), head.id)
+    wanted = Q()
+    for (key, bucket), head_id in items.items():
+        wanted |= _item_filter(field, key, bucket, head_id)
+    rows = (
+        _view_rows(user, status, level)
+        .filter(wanted)
+        .order_by()
+        .values_list("notification__group_key", field, "notification__actor_name")
+        .annotate(n=Count("pk"), newest=Max("pk"))
+    )
+    sizes: dict[tuple[str, Any], int] = {}
+    names: dict[tuple[str, Any], list[tuple[int, str]]] = {}
+    for key, bucket, name, n, newest in rows:
+        sizes[(key, bucket)] = sizes.get((key, bucket), 0) + n
+        if name:
+            names.setdefault((key, bucket), []).append((newest, name))
+    for head in heads:
+        item = (head.notification.group_key, getattr(head, field))
+        actors = [name for _, name in sorted(names.get(item, []), reverse=True)]
+        head.group_count = max(sizes.get(item, 1), 1)  # type: ignore[attr-defined]
+        head.group_actors = actors[:GROUP_ACTORS_SHOWN]  # type: ignore[attr-defined]
+        head.group_actor_count = len(actors)  # type: ignore[attr-defined]
+    return deliveries
+
+
+def as_single_items(deliveries: list[Delivery]) -> list[Delivery]:
+    """Give each row the group attributes of an item of one (itself, its own actor)."""
+    for delivery in deliveries:
+        name = delivery.notification.actor_name
+        delivery.group_count = 1  # type: ignore[attr-defined]
+        delivery.group_actors = [name] if name else []  # type: ignore[attr-defined]
+        delivery.group_actor_count = 1 if name else 0  # type: ignore[attr-defined]
+    return deliveries
+
+
+def group_fields(delivery: Delivery) -> dict[str, Any]:
+    """The three keys a list entry adds (an unannotated row is an item of one)."""
+    name = delivery.notification.actor_name
+    return {
+        "group_count": getattr(delivery, "group_count", 1),
+        "group_actors": list(getattr(delivery, "group_actors", [name] if name else [])),
+        "group_actor_count": getattr(delivery, "group_actor_count", 1 if name else 0),
+    }
+
+
+def item_rows(
+    user: Any,
+    group_key: str,
+    *,
+    status: str | None = None,
+    level: str | None = None,
+    bucket_of: int | None = None,
+) -> Any:
+    """The user's rows (notification loaded) of one item in a view, not collapsed.
+
+    The item is the key's rows in the bucket of the user's row of notification
+    ``bucket_of``; without it, the unread bucket (NULL ``read_at``) of the default and
+    unread views. A ``bucket_of`` that is not the user's, not in the view or of another
+    key gives no rows (nothing is revealed). ValueError for archived/snoozed without
+    ``bucket_of`` (no bucket is implied there).
+    """
+    field = bucket_field(status)
+    rows = rows_in_status(_user_rows(user), status, level)
+    if not group_key:
+        return rows.none()
+    if bucket_of is None:
+        if field != "read_at":
+            raise ValueError("bucket_of is needed with status archived or snoozed")
+        return rows.filter(_item_filter(field, group_key, None))
+    anchor = (
+        _view_rows(user, status, level)
+        .filter(notification_id=bucket_of, notification__group_key=group_key)
+        .values_list(field, flat=True)
+    )
+    found = list(anchor[:1])
+    if not found:
+        return rows.none()
+    return rows.filter(_item_filter(field, group_key, found[0]))
+
+
+def group_members(
+    user: AbstractBaseUser | Any, notification_id: int, status: str | None = None
+) -> list[Delivery]:
+    """Return every row (newest first) of the item the user's row of ``notification_id``
+    belongs to in view ``status``; an ungrouped row is its own item; not the user's: []."""
+    row = (
+        _view_rows(user, status)
+        .filter(notification_id=notification_id)
+        .values_list("notification__group_key", flat=True)
+        .first()
+    )
+    if row is None:
+        return []
+    if not row:
+        return list(_user_rows(user).filter(notification_id=notification_id))
+    members = item_rows(user, row, status=status, bucket_of=notification_id)
+    return list(members.order_by("-id"))
 
 
 def _position(user: Any, notification_id: int) -> int | None:
@@ -87,7 +304,7 @@ class Page:
     """One page of a user's notifications, newest first; ``next`` is the next ``before``."""
 
     unread: int
-    results: list[SerializedNotification]
+    results: list[ListedNotification]
     next: int | None
 
 
@@ -107,17 +324,54 @@ def notification_page(
     """
     if unread_only and status is None:
         status = "unread"
+    rows = collapse(rows_in_status(_user_rows(user), status, level), user, status, level)
+    page = _page_of(rows, user, before, limit)
+    annotate_groups(page.deliveries, user, status, level)
+    return Page(
+        unread=unread_count(user),
+        results=[_serialize_head(delivery) for delivery in page.deliveries],
+        next=page.next,
+    )
+
+
+@dataclass(frozen=True)
+class _Slice:
+    deliveries: list[Delivery]
+    next: int | None
+
+
+def _page_of(rows: Any, user: Any, before: int | None, limit: int) -> _Slice:
+    """Take one keyset page of ``rows``, newest first; ``next`` is the next ``before``."""
     limit = max(1, min(limit, conf.get().MAX_SYNC))
-    rows = rows_in_status(_user_rows(user), status, level)
     if before is not None:
         rows = _older_than(rows, user, before)
     batch = list(rows.order_by("-id")[: limit + 1])
     has_more = len(batch) > limit
     batch = batch[:limit]
+    return _Slice(batch, batch[-1].notification_id if has_more else None)
+
+
+def group_page(
+    user: AbstractBaseUser | Any,
+    group_key: str,
+    *,
+    status: str | None = None,
+    level: str | None = None,
+    bucket_of: int | None = None,
+    before: int | None = None,
+    limit: int = 20,
+) -> Page:
+    """Return a page of one item's rows (the API's ``group=``), newest first, not collapsed.
+
+    The entries carry the group keys of an item of one each: they are its members, shown
+    under a head that has the item's own. ValueError as ``item_rows``.
+    """
+    rows = item_rows(user, group_key, status=status, level=level, bucket_of=bucket_of)
+    page = _page_of(rows, user, before, limit)
     return Page(
         unread=unread_count(user),
-        results=[_serialize(delivery) for delivery in batch],
-        next=batch[-1].notification_id if has_more else None,
+        results=[_serialize_head(delivery) for delivery in page.deliveries],
+        next=page.next,
     )
 
 
@@ -127,7 +381,7 @@ class Missed:
     unread count read after the list (the page sets its badge from it: a hello's count,
     read before the socket joined its groups, can miss what was dispatched in between)."""
 
-    notifications: list[SerializedNotification]
+    notifications: list[ListedNotification]
     cursor: int | None
     unread: int | None = None
     recalled: list[int] = field(default_factory=list)
@@ -171,7 +425,20 @@ def missed_since(user: AbstractBaseUser | Any, since: int | None) -> Missed:
         if delivery.created_at > settled_before:
             break
         cursor = delivery.notification_id
-    return Missed([_serialize(delivery) for delivery in batch], cursor, unread_count(user))
+    # The cursor went over every row; the list shows heads only. A member left out has a
+    # newer row of its item, listed now or in a later sync.
+    heads = annotate_groups(_heads_among(batch, user), user, None)
+    return Missed([_serialize_head(delivery) for delivery in heads], cursor, unread_count(user))
+
+
+def _heads_among(batch: list[Delivery], user: Any) -> list[Delivery]:
+    """Keep the rows of a bell batch that head their item (one query, grouped rows only)."""
+    grouped = [d.id for d in batch if d.notification.group_key]
+    if not grouped:
+        return batch
+    rows = Delivery.objects.filter(id__in=grouped)
+    hidden = set(rows.filter(_newer_member(user, None, None)).values_list("id", flat=True))
+    return [d for d in batch if d.id not in hidden]
 
 
 def badge_state(user: AbstractBaseUser | Any) -> tuple[int, int | None]:
@@ -309,18 +576,21 @@ class InboxPage:
 
 
 def inbox_counts(user: AbstractBaseUser | Any) -> dict[str, int]:
-    """Return how many of the user's live rows are unread, archived and snoozed: one query."""
+    """Return how many of the user's live rows are unread (a group once), archived and
+    snoozed: one query."""
     from django.db.models import Count, Q
 
     now = timezone.now()
     in_bell = Q(archived_at__isnull=True) & (
         Q(snoozed_until__isnull=True) | Q(snoozed_until__lte=now)
     )
-    return Delivery.objects.for_user(user).aggregate(
-        unread=Count("pk", filter=in_bell & Q(state__in=UNREAD_STATES)),
+    counts = Delivery.objects.for_user(user).aggregate(
+        **_grouped_unread_terms(in_bell & Q(state__in=UNREAD_STATES)),
         archived=Count("pk", filter=Q(archived_at__isnull=False)),
         snoozed=Count("pk", filter=Q(archived_at__isnull=True, snoozed_until__gt=now)),
     )
+    # A group counts once in "unread", as in the badge.
+    return {"unread": _grouped_unread_total(counts), **counts}
 
 
 def inbox_page(
@@ -332,16 +602,26 @@ def inbox_page(
     before: int | None = None,
     after: int | None = None,
     limit: int = 20,
+    group: str | None = None,
+    bucket_of: int | None = None,
 ) -> InboxPage:
     """Return a page of the user's live deliveries (notification loaded), newest first.
 
     Keyset pagination in dispatch (arrival) order: ``before`` walks to older rows,
     ``after`` back to newer ones; a page stays stable while new notifications arrive.
     ``unread_only`` is the old name of ``status="unread"``.
+
+    Grouped rows are collapsed to their item's head, which gets ``group_count``,
+    ``group_actors`` and ``group_actor_count`` (every row has them; 1, its own actor, for
+    an ungrouped one). With ``group`` (and ``bucket_of``) the page is that one item's rows,
+    not collapsed (see ``item_rows``; ValueError there).
     """
     if unread_only and status is None:
         status = "unread"
-    rows = rows_in_status(_user_rows(user), status, level)
+    if group is not None:
+        rows = item_rows(user, group, status=status, level=level, bucket_of=bucket_of)
+    else:
+        rows = collapse(rows_in_status(_user_rows(user), status, level), user, status, level)
     if after is not None and before is None:
         batch = list(_newer_than(rows, user, after).order_by("id")[: limit + 1])
         has_newer = len(batch) > limit
@@ -353,6 +633,10 @@ def inbox_page(
         has_older = len(batch) > limit
         batch = batch[:limit]
         has_newer = before is not None and bool(batch) and rows.filter(id__gt=batch[0].id).exists()
+    if group is None:
+        annotate_groups(batch, user, status, level)
+    else:
+        as_single_items(batch)  # members, each shown on its own under the head
     counts = inbox_counts(user)
     return InboxPage(
         unread=counts["unread"],

@@ -8,6 +8,7 @@ from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 
 from notifications import events
+from notifications.events import GROUP_FIELDS
 from notifications.models import Delivery, DeliveryState, Notification
 from notifications.services import deliveries_record
 from tests.conftest import connect, open_socket, receive_type
@@ -293,7 +294,7 @@ async def test_sync_returns_what_was_missed_oldest_first_and_only_the_users():
     frame = await receive_type(communicator, "missed")
     assert [n["id"] for n in frame["notifications"]] == [missed1.pk, missed2.pk]
     assert [n["read"] for n in frame["notifications"]] == [False, True]
-    assert set(frame["notifications"][0]) == set(NOTIFICATION_FIELDS)
+    assert set(frame["notifications"][0]) == {*NOTIFICATION_FIELDS, *GROUP_FIELDS}
     await communicator.send_json_to({"type": "sync", "since": None})
     frame = await receive_type(communicator, "missed")
     assert [n["title"] for n in frame["notifications"]] == ["seen", "missed 1", "missed 2"]

@@ -116,6 +116,10 @@ def test_page_items_are_serialized(me) -> None:
         "read": False,
         "archived": False,
         "snoozed_until": None,
+        # A list entry is an item: an ungrouped one is an item of one.
+        "group_count": 1,
+        "group_actors": [],
+        "group_actor_count": 0,
     }
 
 

@@ -12,6 +12,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
+from notifications.events import GROUP_FIELDS
 from notifications.models import Audience, Delivery, DeliveryState, Notification
 from tests.factories import NOTIFICATION_FIELDS, UserFactory
 
@@ -99,7 +100,7 @@ def test_list_shape(client, me) -> None:
     assert data["next"] is None
     assert [item["id"] for item in data["results"]][1:] == sorted(ids, reverse=True)
     for item in data["results"]:
-        assert set(item) == set(NOTIFICATION_FIELDS)
+        assert set(item) == {*NOTIFICATION_FIELDS, *GROUP_FIELDS}
 
 
 def test_list_empty(client) -> None:
