@@ -96,6 +96,14 @@
   var S = {
     notifications: "Notifications", unread: "Unread", justNow: "just now",
     burstNotifications: "%(count)s new notifications",
+    // A grouped row's actor line ("Ana, Bo and 11 others") and its size.
+    groupNotifications: "%(count)s notifications",
+    groupTwo: "%(first)s and %(second)s",
+    groupThree: "%(first)s, %(second)s and %(third)s",
+    groupOneOther: "%(first)s and one other",
+    groupOthers: "%(first)s and %(count)s others",
+    groupTwoOneOther: "%(first)s, %(second)s and one other",
+    groupTwoOthers: "%(first)s, %(second)s and %(count)s others",
     levels: { info: "Info", success: "Success", warning: "Warning", error: "Error" }
   };
   function loadStrings(id) {
@@ -177,11 +185,45 @@
     return isNaN(when) ? "" : new Date(when).toLocaleString(lang);
   }
 
-  /* The row markup, shared by the bell, the inbox's live rows and the admin's preview. */
+  /* How many rows a listed item stands for: the server's group_count (absent before the
+   * server grouped, and on pushes: one). */
+  function groupCountOf(n) {
+    var count = Math.floor(Number(n && n.group_count));
+    return count > 1 ? count : 1;
+  }
+
+  /* The actor line of a grouped item: "Ana", "Ana and Bo", "Ana, Bo and Cy", "Ana, Bo and 11
+   * others" from up to three names (newest first) and the number of distinct actors; with no
+   * actor at all, "12 notifications". Every shape is its own string, so translations can
+   * order the names as their language does. */
+  function actorLine(names, actorCount, count) {
+    names = (Array.isArray(names) ? names : []).filter(function (name) {
+      return typeof name === "string" && name;
+    });
+    var total = Math.max(names.length, Math.floor(Number(actorCount)) || 0);
+    if (!names.length) return t("groupNotifications", { count: count });
+    var p = { first: names[0], second: names[1], third: names[2] };
+    if (total === 1) return names[0];
+    if (names.length === 1) {
+      return total === 2 ? t("groupOneOther", p)
+        : t("groupOthers", { first: names[0], count: total - 1 });
+    }
+    if (total === 2) return t("groupTwo", p);
+    if (total === 3) return names.length >= 3 ? t("groupThree", p) : t("groupTwoOneOther", p);
+    p.count = total - 2;
+    return t("groupTwoOthers", p);
+  }
+
+  /* The row markup, shared by the bell, the inbox's live rows and the admin's preview. A
+   * group head (group_count > 1) gets the actor line above its title, its size in the meta
+   * line and data-notification-group-count. */
   function rowFor(n, interactive) {
     var level = levelOf(n);
-    var li = el("li", "nbell-item nbell-level-" + level + (n.read ? "" : " is-unread"));
+    var count = groupCountOf(n);
+    var li = el("li", "nbell-item nbell-level-" + level + (n.read ? "" : " is-unread") +
+      (count > 1 ? " is-group" : ""));
     li.setAttribute("data-notification-id", String(n.id));
+    if (count > 1) li.setAttribute("data-notification-group-count", String(count));
     var href = safeUrl(n.url);
     var link = el(href ? "a" : interactive ? "button" : "div", "nbell-link");
     if (href) {
@@ -195,6 +237,8 @@
     badge.appendChild(icon(level, 18));
     link.appendChild(badge);
     var text = el("span", "nbell-text");
+    var actors = count > 1 ? actorLine(n.group_actors, n.group_actor_count, count) : "";
+    if (actors) text.appendChild(el("span", "nbell-actors", actors));
     text.appendChild(el("span", "nbell-title", n.title));
     var line = firstLine(n.body);
     if (line) text.appendChild(el("span", "nbell-body", line));
@@ -206,6 +250,12 @@
     time.setAttribute("datetime", iso);
     time.title = absoluteTime(iso);
     meta.appendChild(time);
+    var size = t("groupNotifications", { count: count });
+    if (count > 1 && actors !== size) {
+      // The actor line named people: the size goes here (else the actor line said it).
+      meta.appendChild(el("span", "nbell-sep", "·")).setAttribute("aria-hidden", "true");
+      meta.appendChild(el("span", "nbell-group-size", size));
+    }
     text.appendChild(meta);
     link.appendChild(text);
     if (!n.read) {
@@ -261,6 +311,10 @@
     /* Send a client frame through this browser's socket (the leader's); false if not sent. */
     send: function (frame) { return bellImpl ? bellImpl.send(frame) : false; },
     renderItem: function (n) { return rowFor(n, false); },
+    // "Ana, Bo and 11 others" from a list entry's group_actors / group_actor_count.
+    actorLine: function (n) {
+      return actorLine(n && n.group_actors, n && n.group_actor_count, groupCountOf(n));
+    },
     formatTime: relativeTime,
     icon: function (name) { return icon(name); }
   };
@@ -419,7 +473,13 @@
           grouped: Array.from(grouped),
           summarized: Array.from(summarized),
           preferences: prefs ? JSON.parse(JSON.stringify(prefs)) : null,
-          loaded: loaded
+          loaded: loaded,
+          // The items as the dropdown would show them (all of them, not only ten).
+          groups: Array.from(groupItems().values()).map(function (g) {
+            return { head: g.head.id, count: g.count, read: !!g.head.read,
+                     members: g.members.map(function (m) { return m.id; }),
+                     actors: g.names.slice(), actorCount: g.actorCount };
+          })
         };
       },
       // The pure rule the leader applies, for tests to try on this browser's Intl.
@@ -550,6 +610,7 @@
     var known = items.get(n.id);
     if (known) {
       if (n.read && !known.read) known.read = true;
+      copyGroupFields(known, n); // a later list's size of its item
       return false;
     }
     gone.delete(n.id);
@@ -572,12 +633,13 @@
    * by the caller); otherwise each unread one this page held takes one off the badge. */
   function removeIds(ids, counted) {
     var now = Date.now();
-    var drop = 0;
+    var before = unreadItems();
+    var heads = 0;                // removed ones that stood for rows this page never held
     ids.forEach(function (id) {
       if (typeof id !== "number") return;
       removed.set(id, now);
       var n = items.get(id);
-      if (n && !n.read) drop += 1;
+      if (n && groupCountOf(n) > 1) heads += 1;
       items.delete(id);
       gone.delete(id);
       historyIds.delete(id);
@@ -587,7 +649,10 @@
       closeDesktop(id);
     });
     pendingNews = pendingNews.filter(function (id) { return !removed.has(id); });
+    var drop = before - unreadItems();
     if (!counted && drop) setUnread(unread - drop);
+    // The rest of its item is still the user's: the first page names their new head.
+    if (heads && owner() && loaded) fetchLatest(true);
   }
 
   var EDITABLE = ["title", "body", "level", "url"];
@@ -621,10 +686,155 @@
     return x < y ? 1 : x > y ? -1 : b.id - a.id;
   }
 
+  // ---- grouping: one row per (group_key, bucket) -----------------------------------------
+  //
+  // The server lists a group once (its newest row, with group_count / group_actors /
+  // group_actor_count) and counts it once in the badge; pushes stay single notifications.
+  // So the bell groups what it holds the same way: rows of one non-empty group_key that
+  // changed together are one item. Unread rows share the bucket "u"; rows read together
+  // share a token (nbellBucket, carried on the notification so snapshots take it to the
+  // followers): "l…" when this tab read them, "f…" when a server frame said so (the leader
+  // stamps its token on the frame it relays, so every tab ends with the same one); a read row
+  // with no token (the server listed it read) is an item of its own.
+
+  var bucketSeq = 0;
+  function newBucket(prefix) { return prefix + tabId + "." + (++bucketSeq); }
+
+  function bucketOf(n) {
+    return n.read ? n.nbellBucket || "i" + n.id : "u";
+  }
+
+  /* The key of the item ``n`` belongs to: its group and bucket, or its own id. */
+  function itemKeyOf(n) {
+    var key = groupKeyOf(n);
+    return key ? "g:" + key + "\u0000" + bucketOf(n) : "n:" + n.id;
+  }
+
+  /* Every item held in ``from`` (items by default): key -> {key, head, members (newest
+   * first), count, names, actorCount}. */
+  function groupItems(from) {
+    var byKey = new Map();
+    (from || items).forEach(function (n) {
+      var key = itemKeyOf(n);
+      var group = byKey.get(key);
+      if (!group) byKey.set(key, group = { key: key, members: [] });
+      group.members.push(n);
+    });
+    byKey.forEach(function (group) {
+      group.members.sort(order);
+      group.head = group.members[0];
+      sizeUp(group);
+    });
+    return byKey;
+  }
+
+  /* The size and actors of an item. The newest member the server listed (``covering``)
+   * counted the rows of the item up to it, held or not; members newer than it (pushes since)
+   * add one each and their actors merge in; without one, the held members are all there
+   * is. Never fewer than the members held. */
+  function sizeUp(group) {
+    var covering = null;
+    var newer = [];
+    group.members.forEach(function (n) {
+      if (covering) return;
+      if ("group_count" in n) covering = n; else newer.push(n);
+    });
+    var names = [];
+    var addName = function (name) {
+      if (typeof name === "string" && name && names.indexOf(name) < 0) names.push(name);
+    };
+    (covering ? newer : group.members).forEach(function (n) { addName(n.actor && n.actor.name); });
+    var count = group.members.length;
+    var actorCount = names.length;
+    if (covering) {
+      var listed = Array.isArray(covering.group_actors) ? covering.group_actors : [];
+      // A pushed actor the list did not name is taken as new (one beyond its three may not be).
+      var added = names.filter(function (name) { return listed.indexOf(name) < 0; }).length;
+      listed.forEach(addName);
+      count = Math.max(count, groupCountOf(covering) + newer.length);
+      actorCount = Math.max(names.length,
+        (Math.floor(Number(covering.group_actor_count)) || 0) + added);
+    }
+    group.count = count;
+    group.names = names.slice(0, 3);
+    group.actorCount = actorCount;
+  }
+
+  /* The item ``n`` is in now (among what this page holds). */
+  function groupOf(n) {
+    var key = itemKeyOf(n);
+    var members = [];
+    items.forEach(function (m) { if (itemKeyOf(m) === key) members.push(m); });
+    if (!members.length) members.push(n);
+    var group = { key: key, members: members.sort(order) };
+    group.head = group.members[0];
+    sizeUp(group);
+    return group;
+  }
+
+  /* Unread items held, as the server counts them: each group once. Local changes move the
+   * badge by the difference this makes (the server's frame then sets it exactly). */
+  function unreadItems() {
+    var keys = new Set();
+    items.forEach(function (n) { if (!n.read) keys.add(itemKeyOf(n)); });
+    return keys.size;
+  }
+
+  /* Whether a push of ``n`` joins an unread item this page holds (counted already). */
+  function joinsUnread(n) {
+    var key = groupKeyOf(n);
+    if (!key || n.read) return false;
+    var joins = false;
+    items.forEach(function (m) {
+      if (!joins && m.id !== n.id && !m.read && groupKeyOf(m) === key) joins = true;
+    });
+    return joins;
+  }
+
+  /* The ids of ``ids`` and every member held in their items: a verb "as one" applies to all
+   * of them here at once (the server expands the same way and its frame lists them all). */
+  function withMembers(ids) {
+    var all = [];
+    ids.forEach(function (id) {
+      var n = items.get(id) || gone.get(id);
+      if (!n) { all.push(id); return; }
+      var key = itemKeyOf(n);
+      var from = items.has(id) ? items : gone;
+      from.forEach(function (m) { if (itemKeyOf(m) === key && all.indexOf(m.id) < 0) all.push(m.id); });
+      if (all.indexOf(id) < 0) all.push(id);
+    });
+    return all;
+  }
+
+  var GROUP_FIELDS = ["group_count", "group_actors", "group_actor_count"];
+
+  /* A list entry's group_* (the server's size of the item, as of that list) onto the held
+   * copy. Pushes carry none and change nothing. */
+  function copyGroupFields(known, fresh) {
+    if (!("group_count" in fresh)) return false;
+    var changed = false;
+    GROUP_FIELDS.forEach(function (key) {
+      if (JSON.stringify(known[key]) !== JSON.stringify(fresh[key])) changed = true;
+      if (key in fresh) known[key] = fresh[key]; else delete known[key];
+    });
+    return changed;
+  }
+
+  /* What a row shows: the head, with the item's size and actors. */
+  function rowView(group) {
+    var view = {};
+    Object.keys(group.head).forEach(function (key) { view[key] = group.head[key]; });
+    view.group_count = group.count;
+    view.group_actors = group.names;
+    view.group_actor_count = group.actorCount;
+    return view;
+  }
+
+  /* The items the dropdown shows: the ten newest (by their heads). */
   function latest() {
-    return Array.from(items.values())
-      .filter(function (n) { return filter === "all" || !n.read; })
-      .sort(order)
+    return Array.from(groupItems().values())
+      .filter(function (g) { return filter === "all" || !g.head.read; })
+      .sort(function (a, b) { return order(a.head, b.head); })
       .slice(0, MAX_ITEMS);
   }
 
@@ -639,27 +849,32 @@
     return button;
   }
 
-  function buildItem(n) {
-    var li = rowFor(n, true);
+  /* One row of the dropdown for ``group`` (an item: one notification, or a group shown by
+   * its newest member). Every verb of a group's row acts on the whole item ("as one"). */
+  function buildItem(group) {
+    var n = group.head;
+    var asOne = group.count > 1;
+    var li = rowFor(asOne ? rowView(group) : n, true);
     var link = li.querySelector(".nbell-link");
     link.setAttribute("data-action", "open");
     var href = safeUrl(n.url);
     link.addEventListener("click", function (event) { activate(n, event); });
     link.addEventListener("auxclick", function (event) {
-      if (event.button === 1 && href && !n.read) markRead([n.id]); // middle click: new tab
+      if (event.button === 1 && href && !n.read) markRead([n.id], asOne); // middle click: new tab
     });
     var actions = el("div", "nbell-actions");
     actions.setAttribute("role", "group");
     actions.setAttribute("aria-label", t("actionsFor", { title: n.title }));
     var done = actionButton("archive", "data-notification-archive", t("archive"), "archive");
-    done.addEventListener("click", function () { triage("archive", [n.id]); });
+    done.addEventListener("click", function () { triage("archive", [n.id], undefined, asOne); });
     var snooze = actionButton("snooze", "data-notification-snooze", t("snooze"), "snooze");
     var menuId = "nbell-snooze-" + n.id;
-    snooze.setAttribute("aria-expanded", String(snoozeOpenFor === n.id));
+    // Open for the item, not its head: a push into the group keeps the choices open.
+    snooze.setAttribute("aria-expanded", String(snoozeOpenFor === group.key));
     snooze.setAttribute("aria-controls", menuId);
     snooze.addEventListener("click", function () {
       snoozePicking = false;
-      snoozeOpenFor = snoozeOpenFor === n.id ? null : n.id;
+      snoozeOpenFor = snoozeOpenFor === group.key ? null : group.key;
       render();
       var first = list.querySelector("#" + menuId + " button");
       if (first) first.focus();
@@ -668,15 +883,15 @@
       ? actionButton("unread", "data-notification-unread", t("markUnread"), "unread")
       : actionButton("read", "data-notification-read", t("markRead"), "read");
     readToggle.addEventListener("click", function () {
-      if (n.read) triage("unread", [n.id]); else markRead([n.id]);
+      if (n.read) triage("unread", [n.id], undefined, asOne); else markRead([n.id], asOne);
     });
     actions.appendChild(done);
     actions.appendChild(snooze);
     actions.appendChild(readToggle);
     li.appendChild(actions);
-    if (snoozeOpenFor === n.id) {
+    if (snoozeOpenFor === group.key) {
       li.setAttribute("data-snooze-open", "");
-      li.appendChild(snoozeMenu(n, menuId));
+      li.appendChild(snoozeMenu(n, menuId, asOne));
     }
     return li;
   }
@@ -715,7 +930,7 @@
     try { return date.toLocaleString(lang, options); } catch (e) { return date.toString(); }
   }
 
-  function snoozeMenu(n, menuId) {
+  function snoozeMenu(n, menuId, asOne) {
     var box = el("div", "nbell-snooze");
     box.id = menuId;
     box.setAttribute("role", "group");
@@ -728,7 +943,7 @@
       button.setAttribute("data-action", "snooze-" + choice[0]);
       button.appendChild(el("span", "nbell-snooze-label", choice[1]));
       button.appendChild(el("span", "nbell-snooze-when", whenLabel(choice[2], now)));
-      button.addEventListener("click", function () { snooze(n.id, choice[2]); });
+      button.addEventListener("click", function () { snooze(n.id, choice[2], asOne); });
       box.appendChild(button);
     });
     var pick = el("button", "nbell-snooze-choice");
@@ -779,7 +994,7 @@
           input.focus();
           return;
         }
-        snooze(n.id, when);
+        snooze(n.id, when, asOne);
       });
       box.appendChild(form);
     }
@@ -787,22 +1002,23 @@
   }
 
   function closeSnooze(returnFocus) {
-    var id = snoozeOpenFor;
-    if (id === null) return false;
+    var key = snoozeOpenFor;
+    if (key === null) return false;
     snoozeOpenFor = null;
     snoozePicking = false;
     render();
-    if (returnFocus) {
-      var button = list.querySelector('[data-notification-id="' + id + '"] [data-notification-snooze]');
+    var group = returnFocus ? groupItems().get(key) : null;
+    if (group) {
+      var button = list.querySelector('[data-notification-id="' + group.head.id + '"] [data-notification-snooze]');
       if (button) button.focus();
     }
     return true;
   }
 
-  function snooze(id, date) {
+  function snooze(id, date, asOne) {
     snoozeOpenFor = null;
     snoozePicking = false;
-    triage("snooze", [id], isoLocal(date));
+    triage("snooze", [id], isoLocal(date), asOne);
   }
 
   // ---- rendering -----------------------------------------------------------------------
@@ -812,7 +1028,9 @@
     if (list.contains(document.activeElement)) {
       var holder = document.activeElement.closest("[data-notification-id]");
       if (holder) {
-        focus = { id: holder.getAttribute("data-notification-id"),
+        var held = items.get(Number(holder.getAttribute("data-notification-id")));
+        // By item: a push into a group gives its row a new head, the focus stays on it.
+        focus = { id: holder.getAttribute("data-notification-id"), key: held && itemKeyOf(held),
                   action: document.activeElement.getAttribute("data-action") || "open" };
       }
     }
@@ -820,9 +1038,10 @@
     var picked = list.querySelector("[data-snooze-input]");
     var pickedValue = picked ? picked.value : null;
     var shown = latest();
-    if (snoozeOpenFor !== null && !items.has(snoozeOpenFor)) snoozeOpenFor = null;
+    if (snoozeOpenFor !== null &&
+        !shown.some(function (g) { return g.key === snoozeOpenFor; })) snoozeOpenFor = null;
     var fragment = document.createDocumentFragment();
-    shown.forEach(function (n) { fragment.appendChild(buildItem(n)); });
+    shown.forEach(function (g) { fragment.appendChild(buildItem(g)); });
     list.textContent = "";
     list.appendChild(fragment);
     var picker = list.querySelector("[data-snooze-input]");
@@ -834,13 +1053,19 @@
     if (emptyUnread) emptyUnread.hidden = !loaded || shown.length > 0 || filter !== "unread" || !anything;
     list.hidden = shown.length === 0;
     if (focus !== null) {
+      shown.forEach(function (g) { if (focus.key && g.key === focus.key) focus.id = g.head.id; });
       var row = list.querySelector('[data-notification-id="' + focus.id + '"]');
       var target = row && (row.querySelector('[data-action="' + focus.action + '"]') ||
                            row.querySelector(".nbell-link"));
       if (target) target.focus();
     }
     updateScrollHints();
-    if (isOpen()) markSeen(shown.map(function (n) { return n.id; }));
+    if (isOpen()) {
+      // A group's row shows all of it: its members held here are seen too.
+      var ids = [];
+      shown.forEach(function (g) { g.members.forEach(function (m) { ids.push(m.id); }); });
+      markSeen(ids);
+    }
   }
 
   function updateScrollHints() {
@@ -991,22 +1216,33 @@
   }
 
   /* Mark read (ids, or all when ids is null): shown at once, confirmed by the server.
+   * ``asOne``: each id stands for its whole item (a group's row): every member held here is
+   * read now, and the server, told "group", reads the rest. What is read together shares a
+   * bucket, so a group read as one stays one row.
    * Resolves when the server confirmed, or after a short wait (then the HTTP API is asked
    * too, in case the socket was silently dead); never rejects. */
-  function markRead(ids) {
+  function markRead(ids, asOne) {
     var changed = [];
     var before = unread;
+    var held = unreadItems();
+    var local = ids === null ? null : asOne ? withMembers(ids) : ids;
+    var bucket = newBucket("l");
     items.forEach(function (n) {
-      if (!n.read && (ids === null || ids.indexOf(n.id) >= 0)) { n.read = true; changed.push(n); }
+      if (!n.read && (local === null || local.indexOf(n.id) >= 0)) {
+        changed.push({ n: n, bucket: n.nbellBucket });
+        n.read = true;
+        n.nbellBucket = bucket;
+      }
     });
-    setUnread(ids === null ? 0 : unread - changed.length);
+    setUnread(ids === null ? 0 : unread - (held - unreadItems()));
     render();
     var frame = ids === null ? { type: "read_all" } : { type: "read", ids: ids };
     var body = ids === null ? { all: true } : { ids: ids };
+    if (ids !== null && asOne) { frame.group = true; body.group = true; }
     return deliver(frame, "read", null, root.getAttribute("data-read-url"), body)
       .catch(function () {
         // Neither the socket nor HTTP got through: show things as they still are.
-        changed.forEach(function (n) { n.read = false; });
+        changed.forEach(function (c) { c.n.read = false; c.n.nbellBucket = c.bucket; });
         setUnread(before);
         render();
         toast(null, t("readFailed"), "error");
@@ -1016,46 +1252,50 @@
   var ANSWERS = { archive: "archived", unarchive: "unarchived", unread: "unread", snooze: "snoozed" };
 
   /* Archive, unarchive, mark unread or snooze ``ids`` here at once; the server's frame (to
-   * every tab) confirms it, HTTP is the fallback, and a change neither took is undone. */
-  function triage(kind, ids, until) {
+   * every tab) confirms it, HTTP is the fallback, and a change neither took is undone.
+   * ``asOne``: each id stands for its whole item, as in markRead. The badge moves by the
+   * unread items this changes (a group counts once). */
+  function triage(kind, ids, until, asOne) {
     var before = unread;
+    var held = unreadItems();
     var focusIndex = focusedRowIndex();
     var undo = [];
-    ids.forEach(function (id) {
+    (asOne ? withMembers(ids) : ids).forEach(function (id) {
       var n = items.get(id) || gone.get(id);
       if (!n) return;
       undo.push({ n: n, read: n.read, archived: n.archived, snoozed: n.snoozed_until,
-                  shown: items.has(id) });
+                  shown: items.has(id), bucket: n.nbellBucket });
       if (kind === "archive" || kind === "snooze") {
-        if (items.has(id) && !n.read) setUnread(unread - 1);
         if (kind === "archive") n.archived = true; else n.snoozed_until = until;
         items.delete(id);
         gone.set(id, n);
         if (seen) seen.push.delete(id);
       } else if (kind === "unread") {
-        if (n.read || !items.has(id)) setUnread(unread + 1);
         n.read = false;
         n.archived = false;
         n.snoozed_until = null;
+        delete n.nbellBucket;
         gone.delete(id);
         items.set(id, n);
       } else if (kind === "unarchive") {
         n.archived = false;
-        if (!items.has(id) && !n.read) setUnread(unread + 1);
         gone.delete(id);
         items.set(id, n);
       }
     });
+    setUnread(unread + unreadItems() - held);
     render();
     if (focusIndex !== null) focusRowAfterChange(focusIndex);
     var frame = { type: kind, ids: ids };
     var body = { ids: ids };
+    if (asOne) { frame.group = true; body.group = true; }
     if (kind === "snooze") { frame.until = until; body.until = until; }
     return deliver(frame, ANSWERS[kind], ids, apiUrl + kind + "/", body).catch(function () {
       undo.forEach(function (u) {
         u.n.read = u.read;
         u.n.archived = u.archived;
         u.n.snoozed_until = u.snoozed;
+        u.n.nbellBucket = u.bucket;
         if (u.shown) { gone.delete(u.n.id); items.set(u.n.id, u.n); }
         else { items.delete(u.n.id); gone.set(u.n.id, u.n); }
       });
@@ -1080,15 +1320,18 @@
     else toggle.focus();
   }
 
+  /* Follow ``n`` (a row's head, a toast's or a pop-up's notification): it is read first,
+   * with the rest of its item when it is in a group (the bell shows and counts it as one). */
   function activate(n, event) {
     var href = safeUrl(n.url);
     var newTab = event && (event.ctrlKey || event.metaKey || event.shiftKey || event.button === 1);
+    var asOne = !n.read && groupOf(n).count > 1;
     if (href && newTab) {
-      if (!n.read) markRead([n.id]);
+      if (!n.read) markRead([n.id], asOne);
       return; // the browser opens the link elsewhere; this page stays
     }
     if (event) event.preventDefault();
-    var done = n.read ? Promise.resolve() : markRead([n.id]);
+    var done = n.read ? Promise.resolve() : markRead([n.id], asOne);
     if (href) done.then(function () { window.location.assign(href); });
   }
 
@@ -1097,14 +1340,25 @@
   function apply(msg) {
     var ids = Array.isArray(msg.ids) ? msg.ids : [];
     switch (msg.type) {
-      case "read":
+      case "read": {
+        // What one frame read was read together: one bucket. The first tab to apply the frame
+        // (the leader) names it on the frame, which it then relays, so all tabs agree. A row
+        // read earlier keeps its bucket, unless this tab only just read it (its own token,
+        // awaiting this frame).
+        var bucket = msg.nbellBucket || (msg.nbellBucket = newBucket("f"));
+        var readNow = function (n) {
+          if (n.read && !/^l/.test(n.nbellBucket || "")) return;
+          n.read = true;
+          n.nbellBucket = bucket;
+        };
         ids.forEach(function (id) {
           var n = items.get(id) || gone.get(id);
-          if (n) n.read = true;
+          if (n) readNow(n);
         });
-        if (!ids.length && msg.all) items.forEach(function (n) { n.read = true; });
+        if (!ids.length && msg.all) items.forEach(readNow);
         emit("read", { ids: ids, unread: msg.unread });
         break;
+      }
       case "archived":
       case "snoozed":
         ids.forEach(function (id) {
@@ -1124,7 +1378,7 @@
           var n = items.get(id) || gone.get(id);
           if (!n) { unknown.push(id); return; }
           n.archived = false;
-          if (msg.type === "unread") { n.read = false; n.snoozed_until = null; }
+          if (msg.type === "unread") { n.read = false; n.snoozed_until = null; delete n.nbellBucket; }
           if (!hiddenNow(n)) { gone.delete(id); items.set(id, n); }
         });
         if (unknown.length && owner()) fetchLatest(true);
@@ -1190,27 +1444,45 @@
   }
 
   /* Storm control: which of ``ids`` (news that may toast) get a toast of their own and which
-   * are summed up in one. Critical ones always toast. More than BURST_COUNT within
-   * BURST_WINDOW (or more news while a summary is still up): the rest are one summary.
-   * Otherwise a group_key toasts at most once per GROUP_WINDOW. */
+   * are summed up in one. Critical ones always toast. A group is one item, as in the list:
+   * of its news only the newest may toast, and none when its key toasted within
+   * GROUP_WINDOW (the rest are listed and counted: "grouped"). More than BURST_COUNT items
+   * within BURST_WINDOW (or more news while a summary is still up): the rest are one
+   * summary, so a storm of one key is one toast and "1000 new notifications" never shows
+   * for what the badge counts as one. */
   function planToasts(ids) {
     var now = Date.now();
     var news = ids.map(function (id) { return items.get(id); })
       .filter(function (n) { return n && !n.read; });
+    var plan = { own: [], summary: [] };
+    var newestOfKey = new Map();
+    news.forEach(function (n) {
+      var key = n.critical === true ? "" : groupKeyOf(n);
+      var other = key && newestOfKey.get(key);
+      if (key && (!other || order(n, other) < 0)) newestOfKey.set(key, n);
+    });
+    var counted = [];             // critical ones and the rest: they count towards a burst
+    var rest = [];
+    news.forEach(function (n) {
+      var key = n.critical === true ? "" : groupKeyOf(n);
+      if (n.critical === true) { plan.own.push(n.id); counted.push(n); return; }
+      if (key && (newestOfKey.get(key) !== n ||
+                  now - (groupToastAt.get(key) || -Infinity) < GROUP_WINDOW)) {
+        grouped.add(n.id); // listed and counted; its group toasts once
+        return;
+      }
+      rest.push(n);
+      counted.push(n);
+    });
     var latest = 0;
     arrivedAt.forEach(function (at, id) { if (at < now - 60000) arrivedAt.delete(id); });
-    news.forEach(function (n) {
+    counted.forEach(function (n) {
       var at = arrivedAt.get(n.id) || now;
       toastableAt.push(at);
       if (at > latest) latest = at;
     });
     toastableAt = toastableAt.filter(function (at) { return at > now - 2 * BURST_WINDOW - NEWS_MAX_WAIT; });
     var recent = toastableAt.filter(function (at) { return at >= latest - BURST_WINDOW; }).length;
-    var plan = { own: [], summary: [] };
-    var rest = [];
-    news.forEach(function (n) {
-      if (n.critical === true) plan.own.push(n.id); else rest.push(n);
-    });
     var storming = recent > BURST_COUNT &&
       (rest.length > 1 || (rest.length && now - lastSummaryAt < TOAST_MS));
     rest.forEach(function (n) {
@@ -1218,9 +1490,6 @@
       if (storming) {
         plan.summary.push(n.id);
         summarized.add(n.id);
-      } else if (key && now - (groupToastAt.get(key) || -Infinity) < GROUP_WINDOW) {
-        grouped.add(n.id); // listed and counted; its group toasted a moment ago
-        return;
       } else {
         plan.own.push(n.id);
       }
@@ -1582,9 +1851,12 @@
       case "notification": {
         var n = msg.notification;
         arrivedVia("push", [n]);
+        // Into an unread item of its group held here: that row updates in place, and the
+        // server counted the group once already.
+        var joins = n && joinsUnread(n);
         if (remember(n)) {
           ack([n.id]);
-          if (!n.read) { setUnread(unread + 1); news.push(n.id); }
+          if (!n.read) { if (!joins) setUnread(unread + 1); news.push(n.id); }
         } else if (historyIds.has(n.id)) {
           // Pushed, so dispatched just now: the first list, read meanwhile, already held it
           // (and counted it) as history. It is news all the same.
@@ -1609,6 +1881,7 @@
         }
         arrivedVia("sync", got);
         applyChanges(msg);
+        var heldBefore = unreadItems();
         var fresh = got.filter(remember);
         ack(fresh.map(function (x) { return x.id; }));
         loaded = true;
@@ -1625,7 +1898,7 @@
         } else {
           var unreadFresh = fresh.filter(function (x) { return !x.read; });
           if (typeof msg.unread !== "number" && !asked.counted) {
-            setUnread(unread + unreadFresh.length);
+            setUnread(unread + unreadItems() - heldBefore); // a group counts once
           }
           news = unreadFresh.map(function (x) { return x.id; });
         }
@@ -1724,6 +1997,8 @@
         var known = items.get(n.id);
         if (!known) { remember(n); return; }
         known.read = n.read;
+        known.nbellBucket = n.nbellBucket;
+        copyGroupFields(known, n);
         EDITABLE.forEach(function (key) { if (key in n) known[key] = n[key]; });
       });
     }
@@ -1948,6 +2223,8 @@
         var n = items.get(fresh.id);
         if (n) {
           if (fresh.read !== n.read) { n.read = fresh.read; changed = true; }
+          if (!n.read) delete n.nbellBucket;
+          if (copyGroupFields(n, fresh)) changed = true;
           // The current text (an edit older than the sync's seven days, too).
           if (applyEdit(fresh, askedAt)) changed = true;
         } else if (addUnknown && !toasted.has(fresh.id) && remember(fresh)) {
