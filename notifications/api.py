@@ -22,11 +22,17 @@ from django.views.decorators.csrf import csrf_exempt
 
 from notifications import conf
 from notifications.dispatch import push_read, push_triage
-from notifications.events import FrameError, UserId, parse_client_frame, parse_snooze_until
+from notifications.events import (
+    ClientFrame,
+    FrameError,
+    UserId,
+    parse_client_frame,
+    parse_snooze_until,
+)
 from notifications.models import Level
 from notifications.observe import emit
 from notifications.preferences import PreferencesError, preferences_read, preferences_write
-from notifications.selectors import STATUSES, notification_page
+from notifications.selectors import STATUSES, group_page, notification_page
 from notifications.services import (
     ReadResult,
     TriageResult,
@@ -41,6 +47,8 @@ from notifications.services import (
 logger = logging.getLogger(__name__)
 
 DEFAULT_PAGE_SIZE = 20
+# Notification.group_key's max_length: a longer one names no group.
+GROUP_KEY_MAX = 200
 
 
 def api_error(status: int, error: str, detail: str, **headers: str) -> JsonResponse:
@@ -120,7 +128,8 @@ def status_param(request: HttpRequest) -> str | None:
 
 @api_view("GET")
 def api_list(request: HttpRequest) -> HttpResponse:
-    """GET /notifications/api/?status=…&level=…&before=<id>&limit=<n> — one page of a view."""
+    """GET /notifications/api/?status=…&level=…&before=<id>&limit=<n> — one page of a view,
+    one entry per group item; with ``group=<key>&bucket_of=<id>`` the rows of one item."""
     try:
         before = _int_param(request, "before")
         limit = _int_param(request, "limit") or DEFAULT_PAGE_SIZE
@@ -133,7 +142,30 @@ def api_list(request: HttpRequest) -> HttpResponse:
     level = request.GET.get("level") or None
     if level is not None and level not in Level.values:
         return _bad_request(f"level must be one of {', '.join(Level.values)}.")
+    if "group" in request.GET or "bucket_of" in request.GET:
+        return _group_list(request, status=status, level=level, before=before, limit=limit)
     page = notification_page(request.user, status=status, level=level, before=before, limit=limit)
+    return JsonResponse(asdict(page))
+
+
+def _group_list(request: HttpRequest, **view: Any) -> HttpResponse:
+    """``?group=<key>&bucket_of=<id>``: one group item's rows, newest first, not collapsed.
+
+    ``bucket_of`` names the user's row whose bucket makes the item (without it: the unread
+    rows of the key, in the default and unread views). A ``bucket_of`` not the user's gives
+    an empty page, as an id not the user's does everywhere.
+    """
+    key = (request.GET.get("group") or "").strip()
+    if not key or len(key) > GROUP_KEY_MAX:
+        return _bad_request(f"group must be a group key of 1 to {GROUP_KEY_MAX} characters.")
+    try:
+        bucket_of = _int_param(request, "bucket_of")
+    except ValueError:
+        return _bad_request("bucket_of must be a notification id.")
+    try:
+        page = group_page(request.user, key, bucket_of=bucket_of, **view)
+    except ValueError as exc:
+        return _bad_request(f"{exc}.")
     return JsonResponse(asdict(page))
 
 
@@ -148,23 +180,28 @@ def _json_body(request: HttpRequest) -> dict[str, Any]:
     return data
 
 
-def _ids(data: dict[str, Any]) -> tuple[int, ...]:
-    """The body's ``ids``, validated as a socket frame's are (FrameError if bad)."""
-    frame = parse_client_frame(
-        json.dumps({"type": "read", "ids": data.get("ids")}), max_ids=conf.get().MAX_IDS
+def _id_frame(data: dict[str, Any]) -> ClientFrame:
+    """The body's ``ids`` and ``group`` flag, validated as a socket frame's are (FrameError
+    if bad)."""
+    return parse_client_frame(
+        json.dumps({"type": "read", "ids": data.get("ids"), "group": data.get("group")}),
+        max_ids=conf.get().MAX_IDS,
     )
-    return frame.ids
 
 
 @api_view("POST")
 def api_read(request: HttpRequest) -> HttpResponse:
-    """POST /notifications/api/read/ with {"ids": [...]} or {"all": true} → {"unread": N}."""
+    """POST /notifications/api/read/ with {"ids": [...]} or {"all": true} → {"unread": N}.
+
+    ``"group": true`` reads each id's whole group item.
+    """
     try:
         data = _json_body(request)
         if data.get("all") is True:
             result = deliveries_mark_all_read(request.user)
         else:
-            result = deliveries_mark_read(request.user, _ids(data))
+            frame = _id_frame(data)
+            result = deliveries_mark_read(request.user, frame.ids, group=frame.group)
     except FrameError as exc:
         return _bad_request(exc.detail)
     except ValueError as exc:
@@ -173,11 +210,12 @@ def api_read(request: HttpRequest) -> HttpResponse:
     return JsonResponse({"unread": result.unread})
 
 
-def _triage_view(verb: Callable[[Any, tuple[int, ...]], TriageResult]) -> Callable[..., Any]:
+def _triage_view(verb: Callable[..., TriageResult]) -> Callable[..., Any]:
     @api_view("POST")
     def view(request: HttpRequest) -> HttpResponse:
         try:
-            result = verb(request.user, _ids(_json_body(request)))
+            frame = _id_frame(_json_body(request))
+            result = verb(request.user, frame.ids, group=frame.group)
         except FrameError as exc:
             return _bad_request(exc.detail)
         except ValueError as exc:
@@ -198,18 +236,20 @@ api_unread = _triage_view(deliveries_mark_unread)
 def api_snooze(request: HttpRequest) -> HttpResponse:
     """POST /notifications/api/snooze/ {"ids": [...], "until": iso} → ids, unread, until.
 
+    ``"group": true`` snoozes each id's whole group item (as every triage verb takes it).
+
     A time without an offset is in the user's zone (the ``tz`` cookie, activated by
     TimezoneMiddleware).
     """
     try:
         data = _json_body(request)
-        ids = _ids(data)
+        frame = _id_frame(data)
         until = parse_snooze_until(data.get("until"))
     except FrameError as exc:
         return _bad_request(exc.detail)
     except ValueError as exc:
         return _bad_request(str(exc))
-    result = deliveries_snooze(request.user, ids, until)
+    result = deliveries_snooze(request.user, frame.ids, until, group=frame.group)
     tell_other_tabs(request.user.pk, result)
     return JsonResponse({"ids": result.ids, "unread": result.unread, "until": until.isoformat()})
 

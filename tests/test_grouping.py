@@ -249,3 +249,187 @@ def test_collapsing_never_looks_at_another_users_rows(me, other) -> None:
     assert [r["group_count"] for r in notification_page(other).results] == [2]
     assert ids_of(notification_page(other).results) == [mine]  # dispatched to other last
     assert newer in [d.notification_id for d in group_members(other, mine)]
+
+
+# ---- 3. the members of an item ------------------------------------------------------------
+
+LIST_URL = "/notifications/api/"
+
+
+@pytest.fixture
+def client(me):
+    from django.test import Client
+
+    client = Client()
+    client.force_login(me)
+    return client
+
+
+def test_group_members_are_the_items_rows_newest_first(me, other) -> None:
+    read = [deliver(me, "k", "Ana") for _ in range(2)]
+    deliveries_mark_read(me, read)
+    unread = [deliver(me, "k", name) for name in ("Bo", "Cy")]
+    deliver(me, "other", "Ana")
+    deliver(other, "k", "Ana")
+    assert [d.notification_id for d in group_members(me, unread[0])] == unread[::-1]
+    assert [d.notification_id for d in group_members(me, read[0])] == read[::-1]
+    assert [d.notification_id for d in group_members(me, read[0], "unread")] == []
+    plain = deliver(me)
+    assert [d.notification_id for d in group_members(me, plain)] == [plain]
+    assert group_members(other, unread[0]) == []
+
+
+def test_the_api_lists_an_items_members_and_paginates(client, me) -> None:
+    deliveries_mark_read(me, [deliver(me, "k", "Ana")])
+    members = [deliver(me, "k", name) for name in ("Bo", "Cy", "Dee")]
+    deliver(me)
+    first = client.get(LIST_URL, {"group": "k", "bucket_of": members[0], "limit": 2}).json()
+    assert ids_of(first["results"]) == members[:0:-1]
+    assert [r["group_count"] for r in first["results"]] == [1, 1]
+    assert first["next"] == members[1] and first["unread"] == 2
+    rest = client.get(LIST_URL, {"group": "k", "bucket_of": members[0], "before": first["next"]})
+    assert ids_of(rest.json()["results"]) == [members[0]] and rest.json()["next"] is None
+    # Without bucket_of: the key's unread rows.
+    assert ids_of(client.get(LIST_URL, {"group": "k"}).json()["results"]) == members[::-1]
+
+
+def test_the_api_members_of_an_archived_item(client, me) -> None:
+    together = [deliver(me, "k", "Ana") for _ in range(2)]
+    alone = deliver(me, "k", "Bo")
+    deliveries_archive(me, together)
+    deliveries_archive(me, [alone])
+    query = {"group": "k", "status": "archived", "bucket_of": together[0]}
+    assert ids_of(client.get(LIST_URL, query).json()["results"]) == together[::-1]
+    response = client.get(LIST_URL, {"group": "k", "status": "archived"})
+    assert response.status_code == 400 and response.json()["error"] == "bad_request"
+
+
+def test_the_api_reveals_nothing_of_another_users_item(client, me, other) -> None:
+    theirs = deliver(other, "k", "Ana")
+    deliver(me, "k", "Bo")
+    response = client.get(LIST_URL, {"group": "k", "bucket_of": theirs})
+    assert response.status_code == 200 and response.json()["results"] == []
+    mine = deliver(me, "k2", "Bo")
+    assert client.get(LIST_URL, {"group": "k", "bucket_of": mine}).json()["results"] == []
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        {"group": ""},
+        {"group": "k" * 201},
+        {"bucket_of": "1"},
+        {"group": "k", "bucket_of": "x"},
+        {"group": "k", "bucket_of": "0"},
+        {"group": "k", "status": "deleted"},
+    ],
+)
+def test_bad_group_parameters_are_400(client, query) -> None:
+    response = client.get(LIST_URL, query)
+    assert response.status_code == 400
+    assert response.json()["error"] == "bad_request"
+
+
+# ---- 4. verbs "as one" --------------------------------------------------------------------
+
+
+def states(user: Any) -> dict[int, tuple[str, bool]]:
+    rows = Delivery.objects.filter(user=user).values_list("notification_id", "state", "read_at")
+    return {nid: (state, read_at is not None) for nid, state, read_at in rows}
+
+
+def test_expand_groups_adds_the_items_rows_and_nothing_else(me, other) -> None:
+    from notifications.services import expand_groups
+
+    old = deliver(me, "k", "Ana")
+    deliveries_mark_read(me, [old])
+    item = [deliver(me, "k", name) for name in ("Bo", "Cy")]
+    plain = deliver(me)
+    theirs = deliver(other, "k", "Ana")
+    assert expand_groups(me, [item[1], plain, theirs, 999_999]) == [
+        item[1],
+        plain,
+        theirs,
+        999_999,
+        item[0],
+    ]
+    assert expand_groups(me, [old]) == [old]
+    assert expand_groups(me, []) == []
+
+
+def test_read_as_one_reads_the_item_with_one_read_at(me) -> None:
+    item = [deliver(me, "k", name) for name in ("Ana", "Bo", "Cy")]
+    other_item = deliver(me, "k2", "Ana")
+    result = deliveries_mark_read(me, [item[-1]], group=True)
+    assert result.ids == item and result.unread == 1
+    assert len(set(Delivery.objects.filter(notification_id__in=item).values_list("read_at"))) == 1
+    results = notification_page(me).results
+    assert [(r["id"], r["group_count"]) for r in results] == [(other_item, 1), (item[-1], 3)]
+
+
+def test_without_group_a_verb_changes_only_its_ids(me) -> None:
+    item = [deliver(me, "k", name) for name in ("Ana", "Bo")]
+    assert deliveries_mark_read(me, [item[-1]]).ids == [item[-1]]
+    assert deliveries_archive(me, [item[0]]).ids == [item[0]]
+
+
+def test_triage_as_one_in_the_view_it_acts_from(me) -> None:
+    from notifications.services import (
+        deliveries_mark_unread,
+        deliveries_snooze,
+        deliveries_unarchive,
+    )
+
+    item = [deliver(me, "k", name) for name in ("Ana", "Bo")]
+    deliveries_mark_read(me, item, group=True)
+    later_one = deliver(me, "k", "Cy")  # unread: another item
+    unread = deliveries_mark_unread(me, [item[1]], group=True)
+    assert unread.ids == item and unread.unread == 1  # all unread now: one item
+    archived = deliveries_archive(me, [later_one], group=True)
+    assert archived.ids == [*item, later_one] and archived.unread == 0
+    back = deliveries_unarchive(me, [item[0]], group=True)
+    assert back.ids == [*item, later_one]
+    snoozed = deliveries_snooze(me, [later_one], timezone.now() + timedelta(hours=1), group=True)
+    assert snoozed.ids == [*item, later_one] and snoozed.unread == 0
+
+
+def test_the_http_verbs_take_the_group_flag(client, me) -> None:
+    import json
+
+    item = [deliver(me, "k", name) for name in ("Ana", "Bo")]
+    plain = deliver(me)
+
+    def post(verb: str, **body: Any) -> Any:
+        return client.post(
+            f"{LIST_URL}{verb}/", data=json.dumps(body), content_type="application/json"
+        )
+
+    assert post("archive", ids=[item[1]], group=True).json() == {"ids": item, "unread": 1}
+    assert post("unarchive", ids=[item[0]], group=True).json() == {"ids": item, "unread": 2}
+    assert post("read", ids=[item[1]], group=True).json() == {"unread": 1}
+    assert states(me)[item[0]] == ("read", True)
+    assert post("unread", ids=[item[1]], group=True).json()["ids"] == item
+    until = (timezone.now() + timedelta(hours=1)).isoformat()
+    snoozed = post("snooze", ids=[item[0]], until=until, group=True).json()
+    assert snoozed["ids"] == item and snoozed["unread"] == 1
+    assert post("archive", ids=[plain], group="yes").status_code == 400
+    assert post("read", ids=[plain], group=False).json() == {"unread": 0}
+
+
+def test_the_group_flag_in_frames_parses() -> None:
+    from notifications.events import FrameError, parse_client_frame
+
+    def parse(**frame: Any) -> Any:
+        import json
+
+        return parse_client_frame(json.dumps(frame), max_ids=10)
+
+    assert parse(type="read", ids=[1], group=True).group is True
+    assert parse(type="archive", ids=[1]).group is False
+    assert parse(type="unarchive", ids=[1], group=None).group is False
+    until = (timezone.now() + timedelta(hours=1)).isoformat()
+    assert parse(type="snooze", ids=[1], until=until, group=True).group is True
+    assert parse(type="ack", ids=[1], group=True).group is False  # not a grouping verb
+    with pytest.raises(FrameError) as caught:
+        parse(type="unread", ids=[1], group=1)
+    assert caught.value.code == "invalid_group"
