@@ -311,7 +311,9 @@ class NotificationConsumer(AsyncWebsocketConsumer):
             await aemit("delivered", user=str(self.user_id), ids=list(frame.ids))
 
     async def on_read(self, frame: ClientFrame) -> None:
-        await self._after_read(await adeliveries_mark_read(self.user_id, frame.ids))
+        await self._after_read(
+            await adeliveries_mark_read(self.user_id, frame.ids, group=frame.group)
+        )
 
     async def on_read_all(self, frame: ClientFrame) -> None:
         await self._after_read(await adeliveries_mark_all_read(self.user_id))
@@ -321,16 +323,24 @@ class NotificationConsumer(AsyncWebsocketConsumer):
         process_marks().mark_seen(self.user_id, frame.ids)
 
     async def on_archive(self, frame: ClientFrame) -> None:
-        await self._after_triage(await adeliveries_archive(self.user_id, frame.ids))
+        await self._after_triage(
+            await adeliveries_archive(self.user_id, frame.ids, group=frame.group)
+        )
 
     async def on_unarchive(self, frame: ClientFrame) -> None:
-        await self._after_triage(await adeliveries_unarchive(self.user_id, frame.ids))
+        await self._after_triage(
+            await adeliveries_unarchive(self.user_id, frame.ids, group=frame.group)
+        )
 
     async def on_unread(self, frame: ClientFrame) -> None:
-        await self._after_triage(await adeliveries_mark_unread(self.user_id, frame.ids))
+        await self._after_triage(
+            await adeliveries_mark_unread(self.user_id, frame.ids, group=frame.group)
+        )
 
     async def on_snooze(self, frame: ClientFrame) -> None:
-        await self._after_triage(await adeliveries_snooze(self.user_id, frame.ids, frame.until))
+        await self._after_triage(
+            await adeliveries_snooze(self.user_id, frame.ids, frame.until, group=frame.group)
+        )
 
     async def _after_triage(self, result: TriageResult) -> None:
         """Tell every socket of the user (this one too) what changed, as reads are told."""

@@ -332,17 +332,21 @@ ClientType: TypeAlias = Literal[
 @dataclass(frozen=True)
 class ClientFrame:
     """A validated client frame: ``ids`` for the id verbs, ``since`` for sync, ``until``
-    for snooze (aware; see ``parse_snooze_until``)."""
+    for snooze (aware; see ``parse_snooze_until``), ``group`` for the verbs that may act on
+    whole group items (``GROUP_FRAME_TYPES``)."""
 
     type: ClientType
     ids: tuple[int, ...] = ()
     since: int | None = None
     until: datetime | None = None
+    group: bool = False
 
 
 CLIENT_TYPES: tuple[ClientType, ...] = get_args(ClientType)
 # The frames that carry a list of the user's notification ids and nothing else.
 ID_FRAME_TYPES = ("ack", "read", "archive", "unarchive", "unread", "seen")
+# The verbs whose ``"group": true`` makes each id stand for its whole group item.
+GROUP_FRAME_TYPES = ("read", "archive", "unarchive", "unread", "snooze")
 # How far ahead a snooze may go: further is a typo, not a plan.
 MAX_SNOOZE = timedelta(days=366)
 
@@ -393,19 +397,27 @@ def parse_client_frame(
         raise FrameError(
             "unknown_type", f"Unknown type; expected one of {', '.join(CLIENT_TYPES)}."
         )
+    group = _parse_group(data.get("group")) if frame_type in GROUP_FRAME_TYPES else False
     if frame_type in ID_FRAME_TYPES:
-        return ClientFrame(frame_type, ids=_parse_ids(data.get("ids"), max_ids))
+        return ClientFrame(frame_type, ids=_parse_ids(data.get("ids"), max_ids), group=group)
     if frame_type == "snooze":
         ids = _parse_ids(data.get("ids"), max_ids)
-        return ClientFrame(
-            "snooze", ids=ids, until=parse_snooze_until(data.get("until"), default_zone=zone)
-        )
+        until = parse_snooze_until(data.get("until"), default_zone=zone)
+        return ClientFrame("snooze", ids=ids, until=until, group=group)
     if frame_type == "sync":
         since = data.get("since")
         if since is not None and not (_is_id(since) or (type(since) is int and since == 0)):
             raise FrameError("invalid_since", '"since" must be a notification id or null.')
         return ClientFrame("sync", since=since)
     return ClientFrame(frame_type)
+
+
+def _parse_group(value: Any) -> bool:
+    """``"group"``: absent (or null) is false; anything but a JSON boolean is refused, so a
+    typo such as ``"group": "yes"`` does not silently act on one row only."""
+    if value is None or isinstance(value, bool):
+        return bool(value)
+    raise FrameError("invalid_group", '"group" must be true or false.')
 
 
 def _parse_ids(ids: Any, max_ids: int) -> tuple[int, ...]:

@@ -144,7 +144,7 @@ def collapse(rows: Any, user: Any, status: str | None, level: str | None = None)
     return rows.filter(Q(notification__group_key="") | ~_newer_member(user, status, level))
 
 
-def _item_filter(field: str, key: str, bucket: Any, head_id: int | None = None) -> Any:
+def item_filter(field: str, key: str, bucket: Any, head_id: int | None = None) -> Any:
     """Q for the rows of one item (``head_id``: none newer than the listed head)."""
     from django.db.models import Q
 
@@ -175,7 +175,7 @@ def annotate_groups(
         items[item] = max(items.get(item, 0), head.id)
     wanted = Q()
     for (key, bucket), head_id in items.items():
-        wanted |= _item_filter(field, key, bucket, head_id)
+        wanted |= item_filter(field, key, bucket, head_id)
     rows = (
         _view_rows(user, status, level)
         .filter(wanted)
@@ -241,7 +241,7 @@ def item_rows(
     if bucket_of is None:
         if field != "read_at":
             raise ValueError("bucket_of is needed with status archived or snoozed")
-        return rows.filter(_item_filter(field, group_key, None))
+        return rows.filter(item_filter(field, group_key, None))
     anchor = (
         _view_rows(user, status, level)
         .filter(notification_id=bucket_of, notification__group_key=group_key)
@@ -250,7 +250,7 @@ def item_rows(
     found = list(anchor[:1])
     if not found:
         return rows.none()
-    return rows.filter(_item_filter(field, group_key, found[0]))
+    return rows.filter(item_filter(field, group_key, found[0]))
 
 
 def group_members(

@@ -24,7 +24,7 @@ from notifications.models import (
     Notification,
 )
 from notifications.preferences import recipients
-from notifications.selectors import unread_count
+from notifications.selectors import bucket_field, item_filter, rows_in_status, unread_count
 
 # Users per statement of the batched writes (acks, seen marks): well inside SQLite's limit
 # of bound variables.
@@ -303,6 +303,53 @@ def _unique_ids(ids: Iterable[int]) -> list[int]:
     return list(dict.fromkeys(int(i) for i in ids))
 
 
+def _view_of(row: dict[str, Any], view: str | None, now: datetime) -> str | None:
+    """The view whose bucket makes a row's item: ``view`` if the row is in it, else the
+    view the row is in (archived, snoozed, or the default)."""
+    archived = row["archived_at"] is not None
+    snoozed = not archived and row["snoozed_until"] is not None and row["snoozed_until"] > now
+    actual = "archived" if archived else "snoozed" if snoozed else None
+    wanted = None if view == "unread" else view
+    return wanted if wanted == actual else actual
+
+
+def expand_groups(
+    user: AbstractBaseUser | Any, ids: Iterable[int], view: str | None = None
+) -> list[int]:
+    """Return ``ids`` and, after them, every other row of each one's group item.
+
+    A grouped row's item is its key's rows with the same bucket (selectors.bucket_field)
+    in ``view``, the view the verb acts from (None: the default; a row not in it is taken
+    in the view it is in). Ungrouped ids, ids not the user's and ids without a row yet (a
+    broadcast in flight) stay as they were, for the verb to handle or ignore: nothing of
+    another user's is added. Two queries, whatever the number of ids.
+    """
+    from django.db.models import Q
+
+    ids = _unique_ids(ids)
+    if not ids:
+        return ids
+    now = timezone.now()
+    fields = ("notification__group_key", "read_at", "archived_at", "snoozed_until")
+    rows = (
+        Delivery.objects.for_user(user)
+        .filter(notification_id__in=ids)
+        .exclude(notification__group_key="")
+        .values(*fields)
+    )
+    wanted: dict[str | None, Any] = {}
+    for row in rows:
+        row_view = _view_of(row, view, now)
+        field = bucket_field(row_view)
+        item = item_filter(field, row["notification__group_key"], row[field])
+        wanted[row_view] = wanted.get(row_view, Q()) | item
+    members: set[int] = set()
+    for row_view, items in wanted.items():
+        mine = rows_in_status(Delivery.objects.for_user(user), row_view).filter(items)
+        members.update(mine.values_list("notification_id", flat=True))
+    return ids + sorted(members - set(ids))
+
+
 def deliveries_mark_delivered(user: AbstractBaseUser | Any, ids: Iterable[int]) -> int:
     """Record that a browser of ``user`` received ``ids``; other users' ids change nothing."""
     ids = _unique_ids(ids)
@@ -412,12 +459,20 @@ class ReadResult:
     unread: int
 
 
-def deliveries_mark_read(user: AbstractBaseUser | Any, ids: Iterable[int]) -> ReadResult:
-    """Mark the user's ``ids`` read; ids that are not the user's are ignored, not revealed."""
+def deliveries_mark_read(
+    user: AbstractBaseUser | Any, ids: Iterable[int], *, group: bool = False
+) -> ReadResult:
+    """Mark the user's ``ids`` read; ids that are not the user's are ignored, not revealed.
+
+    ``group``: each id stands for its whole group item (``expand_groups``), read as one
+    (one ``read_at``, so the item stays one in the lists).
+    """
     ids = _unique_ids(ids)
     changed: list[int] = []
     if ids:
         with transaction.atomic():
+            if group:
+                ids = expand_groups(user, ids)
             rows = Delivery.objects.filter(
                 user=user, notification_id__in=ids, state__in=UNREAD_STATES
             )
@@ -462,18 +517,27 @@ class TriageResult:
 
 
 def _triage(
-    user: Any, ids: Iterable[int], kind: str, select: Any, change: dict[str, Any]
+    user: Any,
+    ids: Iterable[int],
+    kind: str,
+    select: Any,
+    change: dict[str, Any],
+    group: bool = False,
 ) -> TriageResult:
     """Apply ``change`` to the user's rows among ``ids`` that ``select`` picks; count after.
 
     Ids that are not the user's change nothing and are not named in the answer. A broadcast
     pushed but not recorded yet gets its row first (as a read does), so a Done clicked in
-    that window is not lost.
+    that window is not lost. ``group``: each id stands for its group item, in the view the
+    verb acts from (Archived for an unarchive, else the default), expanded in the same
+    transaction; one statement changes them all, so they stay one item.
     """
     ids = _unique_ids(ids)
     changed: list[int] = []
     if ids:
         with transaction.atomic():
+            if group:
+                ids = expand_groups(user, ids, "archived" if kind == "unarchived" else None)
             rows = select(Delivery.objects.filter(user=user, notification_id__in=ids))
             changed = sorted(rows.values_list("notification_id", flat=True))
             if len(changed) < len(ids) and deliveries_record_in_flight(user, ids):
@@ -488,7 +552,9 @@ def _triage(
     )
 
 
-def deliveries_archive(user: AbstractBaseUser | Any, ids: Iterable[int]) -> TriageResult:
+def deliveries_archive(
+    user: AbstractBaseUser | Any, ids: Iterable[int], *, group: bool = False
+) -> TriageResult:
     """Mark the user's ``ids`` Done: out of the bell and the unread count, kept in Archived.
 
     Done ends a snooze too: it will not come back.
@@ -499,10 +565,13 @@ def deliveries_archive(user: AbstractBaseUser | Any, ids: Iterable[int]) -> Tria
         "archived",
         lambda rows: rows.filter(archived_at__isnull=True),
         {"archived_at": timezone.now(), "snoozed_until": None},
+        group,
     )
 
 
-def deliveries_unarchive(user: AbstractBaseUser | Any, ids: Iterable[int]) -> TriageResult:
+def deliveries_unarchive(
+    user: AbstractBaseUser | Any, ids: Iterable[int], *, group: bool = False
+) -> TriageResult:
     """Move the user's archived ``ids`` back to the inbox, read or unread as they were."""
     return _triage(
         user,
@@ -510,10 +579,13 @@ def deliveries_unarchive(user: AbstractBaseUser | Any, ids: Iterable[int]) -> Tr
         "unarchived",
         lambda rows: rows.filter(archived_at__isnull=False),
         {"archived_at": None},
+        group,
     )
 
 
-def deliveries_mark_unread(user: AbstractBaseUser | Any, ids: Iterable[int]) -> TriageResult:
+def deliveries_mark_unread(
+    user: AbstractBaseUser | Any, ids: Iterable[int], *, group: bool = False
+) -> TriageResult:
     """Make the user's ``ids`` unread again, back in the bell: out of Archived, unsnoozed.
 
     A read row goes back to delivered (a browser had it: the read proves it), so the
@@ -531,6 +603,7 @@ def deliveries_mark_unread(user: AbstractBaseUser | Any, ids: Iterable[int]) -> 
             | Q(snoozed_until__isnull=False)
         ),
         {"archived_at": None, "snoozed_until": None},
+        group,
     )
 
 
@@ -540,7 +613,7 @@ def _make_unread(rows: Any) -> None:
 
 
 def deliveries_snooze(
-    user: AbstractBaseUser | Any, ids: Iterable[int], until: datetime
+    user: AbstractBaseUser | Any, ids: Iterable[int], until: datetime, *, group: bool = False
 ) -> TriageResult:
     """Snooze the user's ``ids`` until ``until``: out of the bell and the count till then.
 
@@ -558,6 +631,7 @@ def deliveries_snooze(
             "snoozed",
             lambda rows: rows.filter(archived_at__isnull=True),
             {"snoozed_until": until},
+            group,
         )
         if result.ids:
             publish_wake_on_commit(until)
