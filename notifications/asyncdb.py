@@ -53,8 +53,25 @@ def db_async(func: Callable[..., Any]) -> Any:
             if database_unavailable(exc):
                 breaker.trip(exc)
             raise
+        finally:
+            keep_sqlite_connections()
 
     return database_sync_to_async(call, thread_sensitive=False)
+
+
+def keep_sqlite_connections() -> None:
+    """Let this pool thread keep its SQLite connections for its next call.
+
+    ``database_sync_to_async`` closes a connection past its ``CONN_MAX_AGE`` after every
+    call, and with the default of 0 that is every one: each ack, ping and sync of a daphne
+    process opened a SQLite file anew and ran its PRAGMAs (12% of daphne's CPU under bell
+    traffic, measured with py-spy). The pool's threads live as long as the process, so their
+    connections can too; a broken one is still closed (Django checks ``errors_occurred`` and
+    the autocommit state first). PostgreSQL's are left alone: its pool takes them back.
+    """
+    for wrapper in connections.all(initialized_only=True):
+        if wrapper.vendor == "sqlite" and wrapper.connection is not None:
+            wrapper.close_at = None
 
 
 class DatabaseUnavailable(OperationalError):

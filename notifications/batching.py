@@ -7,9 +7,13 @@ beside the pushes still going out. Here the marks of every socket of the process
 arrive within a short window are written in one transaction, one statement per
 notification: the database does per broadcast what it used to do per browser.
 
-An ack waits for its batch to commit (a socket's frames keep their order, and a failed
-write still answers that socket with an error); a seen mark does not (it only feeds stats):
-one lost with a process that stops within its window is not worth a flush on the way down.
+Neither an ack nor a seen mark holds its socket up: the socket's next frame (a read, a
+sync) is handled at once. Order cannot suffer: an ack only moves a *pending* row to
+delivered, so one written after a read of the same row changes nothing. What an ack batch
+changed is told to ``watch_notifications`` when it commits (``on_delivered``); a batch that
+fails is logged, and those rows stay pending: the next sync or ack writes them again (a sync
+records what is in flight). A seen mark only feeds stats: one lost with a process that stops
+within its window is not worth a flush on the way down.
 """
 
 from __future__ import annotations
@@ -26,9 +30,10 @@ from notifications.services import (
 
 logger = logging.getLogger(__name__)
 
-# An ack waits at most this long for others to join its batch: far below what a person
-# notices, and under load many acks of one broadcast fall into each window.
-ACK_WINDOW = 0.005
+# Acks are gathered this long before their batch is written: nobody waits for them, and
+# under bell traffic (an ack per push per browser) a 5 ms window wrote a transaction per
+# push, each taking SQLite's one write lock the listener's dispatch needs too.
+ACK_WINDOW = 0.05
 # Seen marks wait longer: nothing waits for them.
 SEEN_WINDOW = 1.0
 
@@ -80,7 +85,7 @@ def _retrieve(batch: asyncio.Future[int]) -> None:
 
 
 class ProcessMarks:
-    """This event loop's two batchers: acks (awaited) and seen marks (not)."""
+    """This event loop's two batchers: acks and seen marks; nobody waits for either."""
 
     def __init__(self) -> None:
         self.acks = BatchedMarks(adeliveries_mark_delivered_many, ACK_WINDOW)
@@ -88,16 +93,56 @@ class ProcessMarks:
 
     def mark_seen(self, user_id: UserId, ids: Iterable[int]) -> None:
         batch = self.seen.add(user_id, ids)
-        batch.add_done_callback(_log_seen_failure)
+        batch.add_done_callback(_log_failure("seen marks"))
 
-    async def mark_delivered(self, user_id: UserId, ids: Iterable[int]) -> int:
-        """Return how many rows the batch changed (others' included), once committed."""
-        return await asyncio.shield(self.acks.add(user_id, ids))
+    def mark_delivered(
+        self,
+        user_id: UserId,
+        ids: Iterable[int],
+        on_delivered: Callable[[], Awaitable[None]] | None = None,
+    ) -> asyncio.Future[int]:
+        """Queue acks; return their batch's future (rows it changed, others' included).
+
+        ``on_delivered`` runs once the batch has committed and changed a row.
+        """
+        batch = self.acks.add(user_id, ids)
+        batch.add_done_callback(_log_failure("acks"))
+        if on_delivered is not None:
+            batch.add_done_callback(_then(on_delivered))
+        return batch
 
 
-def _log_seen_failure(batch: asyncio.Future[int]) -> None:
-    if not batch.cancelled() and batch.exception() is not None:
-        logger.warning("Could not record a batch of seen marks: %r", batch.exception())
+def _log_failure(what: str) -> Callable[[asyncio.Future[int]], None]:
+    def log(batch: asyncio.Future[int]) -> None:
+        if not batch.cancelled() and batch.exception() is not None:
+            logger.warning("Could not record a batch of %s: %r", what, batch.exception())
+
+    return log
+
+
+def _then(
+    follow: Callable[[], Awaitable[None]],
+) -> Callable[[asyncio.Future[int]], None]:
+    """A done-callback that runs ``follow()`` as a task if the batch changed rows."""
+
+    def done(batch: asyncio.Future[int]) -> None:
+        if batch.cancelled() or batch.exception() is not None or not batch.result():
+            return
+        task = asyncio.get_running_loop().create_task(_logged(follow))
+        _following.add(task)
+        task.add_done_callback(_following.discard)
+
+    return done
+
+
+async def _logged(follow: Callable[[], Awaitable[None]]) -> None:
+    try:
+        await follow()
+    except Exception:
+        logger.exception("Telling the watchers of a batch of acks failed")
+
+
+_following: set[asyncio.Task[None]] = set()  # held: the loop keeps weak refs to tasks
 
 
 _marks: dict[asyncio.AbstractEventLoop, ProcessMarks] = {}

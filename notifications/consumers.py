@@ -306,9 +306,12 @@ class NotificationConsumer(AsyncWebsocketConsumer):
         return zone_from_cookie(cookies.get(TIMEZONE_COOKIE))
 
     async def on_ack(self, frame: ClientFrame) -> None:
-        # Written with the acks of the process's other sockets (batching.py).
-        if await process_marks().mark_delivered(self.user_id, frame.ids):
-            await aemit("delivered", user=str(self.user_id), ids=list(frame.ids))
+        # Written with the acks of the process's other sockets within ACK_WINDOW, without
+        # holding this socket's next frame up (batching.py).
+        user, ids = str(self.user_id), list(frame.ids)
+        process_marks().mark_delivered(
+            self.user_id, frame.ids, lambda: aemit("delivered", user=user, ids=ids)
+        )
 
     async def on_read(self, frame: ClientFrame) -> None:
         await self._after_read(

@@ -7,7 +7,7 @@ the origin check and ``AuthMiddlewareStack`` (a user may hold several: the tabs 
 scenario). In ``bell`` mode a socket behaves like the socket of bell.js's leader tab, the one
 socket a browser holds (its other tabs follow over BroadcastChannel and open none): ``sync``
 after ``hello``, an ``ack`` for every notification, a ``ping`` every 30 s, a ``sync`` when a
-``pong`` names a last id past its cursor, and ``seen`` for every pushed notification (bell.js
+``pong`` names a last id it does not hold, and ``seen`` for every pushed notification (bell.js
 toasts it), batched per socket over a second as bell.js batches them. In ``passive`` mode it
 only listens. A frame is timestamped with ``time.time()`` the moment ``recv()`` hands it over,
 before it is parsed; a frame sent on command is timestamped right before ``send()``.
@@ -78,6 +78,7 @@ class Clients:
         self.arrivals: list[tuple[int, int, float]] = []
         self.events: list[tuple[int, str, list[int], float]] = []
         self.cursors: dict[int, int | None] = {}  # bell mode: each socket's sync cursor
+        self.held: dict[int, set[int]] = {}  # bell mode: the ids each socket holds
         self.seen: dict[int, list[int]] = {}  # bell mode: seen ids waiting for their flush
         self.seen_due: dict[int, float] = {}  # ... and when (monotonic) each socket flushes
         self.frames: Counter[str] = Counter()
@@ -167,6 +168,7 @@ class Clients:
                     self.arrivals.append((key, notification_id, arrived))
                     self.arrived.set()
                     if self.mode == "bell":
+                        self.held.setdefault(key, set()).add(notification_id)
                         await self._send(ws, {"type": "ack", "ids": [notification_id]})
                         self._queue_seen(key, notification_id)
                 elif kind in ID_FRAMES:
@@ -179,12 +181,17 @@ class Clients:
                     if frame.get("cursor") is not None:
                         self.cursors[key] = frame["cursor"]
                     ids = [item["id"] for item in frame.get("notifications", [])]
+                    self.held.setdefault(key, set()).update(ids)
                     if ids:
                         await self._send(ws, {"type": "ack", "ids": ids})
                 elif kind == "pong" and self.mode == "bell":
-                    # As bell.js: a last id other than the cursor means a push may be lost.
+                    # As bell.js: a last id this socket does not hold means a push was lost.
                     last_id = frame.get("last_id")
-                    behind = last_id is not None and last_id != self.cursors.get(key)
+                    behind = (
+                        last_id is not None
+                        and last_id != self.cursors.get(key)
+                        and last_id not in self.held.get(key, ())
+                    )
                     if behind and key not in self.syncing:
                         self.syncing.add(key)
                         self.frames["sent:gap_sync"] += 1
@@ -199,6 +206,7 @@ class Clients:
                 self.sockets.pop(key, None)
                 self.next_ping.pop(key, None)
                 self.cursors.pop(key, None)
+                self.held.pop(key, None)
                 self.seen.pop(key, None)
                 self.seen_due.pop(key, None)
                 self.sync_answered.set()
@@ -308,6 +316,7 @@ class Clients:
             self.next_ping.clear()
             self.syncing.clear()
             self.cursors.clear()
+            self.held.clear()
             self.seen.clear()
             self.seen_due.clear()
             self.closing = False
