@@ -311,10 +311,6 @@
     /* Send a client frame through this browser's socket (the leader's); false if not sent. */
     send: function (frame) { return bellImpl ? bellImpl.send(frame) : false; },
     renderItem: function (n) { return rowFor(n, false); },
-    // "Ana, Bo and 11 others" from a list entry's group_actors / group_actor_count.
-    actorLine: function (n) {
-      return actorLine(n && n.group_actors, n && n.group_actor_count, groupCountOf(n));
-    },
     formatTime: relativeTime,
     icon: function (name) { return icon(name); }
   };
@@ -748,8 +744,13 @@
     var actorCount = names.length;
     if (covering) {
       var listed = Array.isArray(covering.group_actors) ? covering.group_actors : [];
-      // A pushed actor the list did not name is taken as new (one beyond its three may not be).
-      var added = names.filter(function (name) { return listed.indexOf(name) < 0; }).length;
+      // Counted already: the list's three names, and the actor of any member held from
+      // before it (the list counted those rows). Any other pushed actor is taken as new.
+      var known = listed.slice();
+      group.members.forEach(function (n) {
+        if (order(n, covering) >= 0 && n.actor && n.actor.name) known.push(n.actor.name);
+      });
+      var added = names.filter(function (name) { return known.indexOf(name) < 0; }).length;
       listed.forEach(addName);
       count = Math.max(count, groupCountOf(covering) + newer.length);
       actorCount = Math.max(names.length,
