@@ -21,7 +21,9 @@ from playwright.sync_api import BrowserContext, Page, WebSocketRoute, expect
 
 import notifications
 from notifications.models import Delivery
-from tests.browser.conftest import Bell, log_in, wait_until
+from notifications.services import deliveries_mark_read
+from tests.browser.axe import assert_accessible
+from tests.browser.conftest import Bell, log_in, screenshot, wait_until
 from tests.browser.test_bell_triage import action
 from tests.browser.test_leader_tab import HOOKS, Sockets, state, tabs
 from tests.factories import UserFactory
@@ -294,3 +296,42 @@ def test_following_a_group_link_without_the_socket_reads_it_over_http_as_one(new
     assert posted.value.post_data_json == {"ids": [head], "group": True}
     delivered(user, 8, read_at__isnull=False)
     bell.expect_unread(0)
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_a_grouped_row_on_a_phone(new_context, scheme):
+    """What a group's row looks like at 375 px, in both schemes (and axe has no complaint)."""
+    user = UserFactory()
+    people = actors()
+    with transaction.atomic():
+        builds = [
+            notifications.notify(user, f"Nightly build {i} failed", level="error",
+                                 group_key="ci:nightly")
+            for i in range(3)
+        ]
+    wait_until(lambda: Delivery.objects.filter(user=user).count() == 3, what="the builds")
+    deliveries_mark_read(user, [n.pk for n in builds])  # read together: still one item
+    lone = notifications.notify(user, "Your export is ready", body="report-2026-11.csv, 2 MB")
+    sent = comments(user, people, 12)
+    wait_until(lambda: Delivery.objects.filter(user=user).count() == 16, what="16 deliveries")
+    context = new_context(
+        color_scheme=scheme, viewport={"width": 375, "height": 740}, device_scale_factor=2,
+        is_mobile=True, has_touch=True,
+    )
+    page = log_in(context, user.username)
+    bell = Bell(page).wait_ready()
+    bell.expect_unread(2)
+    bell.open()
+    expect(bell.items).to_have_count(3)
+    expect_group_row_of(bell, sent[-1].pk, 12, "Bo, Ana and 3 others")
+    expect_group_row_of(bell, builds[-1].pk, 3, "3 notifications")
+    assert bell.item(lone.pk).get_attribute("data-notification-group-count") is None
+    assert page.evaluate("document.documentElement.scrollWidth") <= 375
+    assert_accessible(page, "[data-notification-bell]")
+    screenshot(page, f"bell-group-mobile-{scheme}.png", animations="disabled")
+
+
+def expect_group_row_of(bell: Bell, head: int, count: int, actors_text: str) -> None:
+    row = bell.item(head)
+    expect(row).to_have_attribute("data-notification-group-count", str(count))
+    expect(row.locator(".nbell-actors")).to_have_text(actors_text)
