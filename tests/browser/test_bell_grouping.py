@@ -335,3 +335,44 @@ def expect_group_row_of(bell: Bell, head: int, count: int, actors_text: str) -> 
     row = bell.item(head)
     expect(row).to_have_attribute("data-notification-group-count", str(count))
     expect(row.locator(".nbell-actors")).to_have_text(actors_text)
+
+
+def test_a_group_read_elsewhere_whose_frame_was_lost_is_read_after_a_reconnect(new_context):
+    """The first page after a reconnect lists the group by its head only: the members held
+    here from their pushes follow it (no stale unread group of the older ones)."""
+    user = UserFactory()
+    people = actors()
+    context = new_context()
+    context.add_init_script(HOOKS)
+    routes: list[WebSocketRoute] = []
+
+    def drop_server_reads(ws: WebSocketRoute) -> None:
+        routes.append(ws)
+        server = ws.connect_to_server()
+
+        def from_server(message: str | bytes) -> None:
+            if isinstance(message, str) and json.loads(message).get("type") == "read":
+                return  # lost on the way
+            ws.send(message)
+
+        server.on_message(from_server)
+
+    context.route_web_socket("**/ws/notifications/", drop_server_reads)
+    page = log_in(context, user.username)
+    bell = Bell(page).wait_ready()
+    sent = comments(user, people, 6)
+    delivered(user, 6)
+    expect(bell.item(sent[-1].pk)).to_have_attribute("data-notification-group-count", "6")
+    bell.expect_unread(1)
+
+    deliveries_mark_read(user, [sent[-1].pk], group=True)  # another device, say
+    delivered(user, 6, read_at__isnull=False)
+    routes[-1].close(code=1006, reason="gone")  # the page reconnects and fetches its list
+    expect(bell.root).to_have_attribute("data-connection-state", "open")
+    bell.expect_unread(0)
+    bell.open()
+    expect_group_row(bell, 6, "Ana, Eve and 3 others")
+    expect(bell.items).to_have_count(1)
+    expect(bell.item(sent[-1].pk)).not_to_have_class(re.compile(r"\bis-unread\b"))
+    groups = state(bell)["groups"]
+    assert [(g["count"], g["read"]) for g in groups] == [(6, True)], groups

@@ -2232,12 +2232,45 @@
           changed = true;
         }
       });
+      if (followHeads(results, data.next === null || data.next === undefined)) changed = true;
       if (typeof data.unread === "number") setUnread(data.unread);
       if (changed) {
         render();
         post({ k: "state", to: "*", snapshot: snapshot() });
       }
     }).catch(function () { /* the next frame will tell */ });
+  }
+
+  /* The API's page lists a group by its head only, so a read elsewhere whose frame this
+   * page missed would leave the held members behind: a stale unread group. All unread rows
+   * of a key are one item, so a held unread member that the page leaves out, within the
+   * page's range (``complete``: the page is all there is), is still unread only if a newer
+   * unread head of its key is listed; otherwise it was read, and goes with the nearest newer
+   * read head listed (rows read as one share its bucket). Read members stay as they are:
+   * which read item one is in cannot be told from heads. Returns whether anything changed. */
+  function followHeads(results, complete) {
+    var listed = new Set(results.map(function (r) { return r && r.id; }));
+    var oldest = results.length ? results[results.length - 1] : null;
+    var changed = false;
+    items.forEach(function (n) {
+      var key = groupKeyOf(n);
+      if (!key || n.read || listed.has(n.id) || !oldest) return;
+      if (!complete && order(n, oldest) > 0) return; // older than the page: not its business
+      var readHead = null;
+      var unreadHead = false;
+      results.forEach(function (r) {
+        if (!r || groupKeyOf(r) !== key || order(r, n) >= 0) return;
+        if (!r.read) unreadHead = true;
+        else if (!readHead || order(r, readHead) > 0) readHead = r;
+      });
+      var held = !unreadHead && readHead && items.get(readHead.id);
+      if (!held || !held.read) return;
+      if (!held.nbellBucket) held.nbellBucket = "s" + held.id;
+      n.read = true;
+      n.nbellBucket = held.nbellBucket;
+      changed = true;
+    });
+    return changed;
   }
 
   // ---- leading -------------------------------------------------------------------------
