@@ -244,6 +244,7 @@ class InboxItem:
     archived: bool
     snoozed_until: datetime | None  # in the user's zone
     group_key: str = ""
+    actor_name: str = ""  # who caused it, for a live arrival of its key to name
     # Rows in the item this row heads (1: not grouped, or a member shown on its own).
     group_count: int = 1
     group_actors: tuple[str, ...] = ()
@@ -318,7 +319,7 @@ def _group_parts(delivery: Delivery, status: str, level: str) -> dict[str, Any]:
     key = delivery.notification.group_key
     count = int(getattr(delivery, "group_count", 1) or 1)
     if not key or count <= 1:
-        return {"group_key": key}
+        return {"group_key": key, "actor_name": delivery.notification.actor_name if key else ""}
     names = tuple(getattr(delivery, "group_actors", ()) or ())
     actors = int(getattr(delivery, "group_actor_count", len(names)) or 0)
     return {
@@ -423,7 +424,7 @@ def _script_strings() -> dict[str, Any]:
         "more": gettext("%(n)s more"),
         "moreLabel": gettext("Show the %(n)s more in this group"),
         "loadMore": gettext("Show more"),
-        "membersOf": gettext("In this group"),
+        "membersOf": gettext("The rest of this group: %(who)s"),
         "results": {
             "read": gettext("Marked %(n)s as read."),
             "unread": gettext("Marked %(n)s as unread."),

@@ -36,6 +36,10 @@
   var undoButton = $("[data-ninbox-undo]");
   var rowTemplate = document.getElementById("ninbox-row-template");
   var dayTemplate = document.getElementById("ninbox-day-template");
+  var membersTemplate = document.getElementById("ninbox-members-template");
+  // A members page (?group=<key>&bucket_of=<id>): one item's rows, each on its own.
+  var membersOf = root.getAttribute("data-members-of");
+  var bucketOf = Number(root.getAttribute("data-bucket-of")) || 0;
 
   var KIND = { read: "read", unread: "unread", archive: "archived", unarchive: "unarchived", snooze: "snoozed" };
   var UNDO = { archived: "unarchive", unarchived: "archive", read: "unread", unread: "read" };
@@ -91,6 +95,8 @@
 
   function rowOf(id) { return $('.ninbox-groups [data-notification-id="' + Number(id) + '"]'); }
   function rows() { return $$(".ninbox-groups [data-notification-id]"); }
+  // The page's own rows (heads and plain ones), without the members shown under a head.
+  function topRows() { return $$(".ninbox-groups .ninbox-list > [data-notification-id]"); }
   function arrival(n) { return Date.parse(n.dispatched_at || n.created_at) || Date.now(); }
 
   // Would this view (status and level filter) list the notification as it is now?
@@ -136,7 +142,8 @@
     li.querySelector(".ninbox-excerpt").textContent = excerpt(n.body);
     var time = li.querySelector("time.ninbox-time");
     time.setAttribute("datetime", new Date(arrival(n)).toISOString());
-    li.querySelector("input[name=ids]").value = String(n.id);
+    // The row form's own id (the checkbox, also named "ids", comes first in the row).
+    li.querySelector("[data-ninbox-row-form] input[name=ids]").value = String(n.id);
     var labels = {
       "[data-notification-read]": S.markRead, "[data-notification-unread]": S.markUnread,
       "[data-notification-snooze]": S.snooze, "[data-notification-archive]": S.done,
@@ -146,8 +153,228 @@
       var control = li.querySelector(sel);
       if (control) control.setAttribute("aria-label", fmt(labels[sel], { title: title }));
     });
+    if (n.actor && n.actor.name) li.setAttribute("data-actor-name", String(n.actor.name));
+    else li.removeAttribute("data-actor-name");
+    drawGroup(li, {
+      key: n.group_key, count: n.group_count, names: n.group_actors, actors: n.group_actor_count
+    });
     localizeTimes(li);
     return li;
+  }
+
+  // ---- group items: a head stands for its item; its members open under it ------------------
+
+  function groupCount(row) { return Math.max(1, Number(row && row.getAttribute("data-group-count")) || 1); }
+  function isMember(row) { return !!(row && row.closest(".ninbox-members")); }
+  // A head of more than itself: its verbs act on the whole item ("group": true).
+  function isHead(row) { return !!row && !isMember(row) && groupCount(row) > 1; }
+  function headOf(member) {
+    var box = member && member.closest(".ninbox-members");
+    var head = box && box.previousElementSibling;
+    return head && head.matches("[data-notification-id]") ? head : null;
+  }
+  function membersBox(head) {
+    var next = head && head.nextElementSibling;
+    return next && next.matches(".ninbox-members") ? next : null;
+  }
+  function groupOf(row) {
+    var names = [];
+    try { names = JSON.parse(row.getAttribute("data-group-actors") || "[]"); } catch (e) { names = []; }
+    return {
+      key: row.getAttribute("data-group-key") || "", count: groupCount(row),
+      names: Array.isArray(names) ? names : [], actors: Number(row.getAttribute("data-group-actor-count")) || 0
+    };
+  }
+
+  /* "Ana", "Ana and Bo", "Ana, Bo and Cy", "Ana, Bo and 11 others", or "13 notifications" when
+   * nobody is named: the rule of views.actor_line and of the bell's actorLine. */
+  function actorLine(names, actorCount, count) {
+    names = (Array.isArray(names) ? names : []).filter(function (name) { return typeof name === "string" && name; });
+    var total = Math.max(names.length, Math.floor(Number(actorCount)) || 0);
+    var p = { first: names[0], second: names[1], third: names[2] };
+    if (!names.length) return fmt(S.groupNotifications, { n: count });
+    if (total === 1) return names[0];
+    if (names.length === 1) {
+      return total === 2 ? fmt(S.groupOneOther, p) : fmt(S.groupOthers, { first: names[0], n: total - 1 });
+    }
+    if (total === 2) return fmt(S.groupTwo, p);
+    if (total === 3) return names.length >= 3 ? fmt(S.groupThree, p) : fmt(S.groupTwoOneOther, p);
+    p.n = total - 2;
+    return fmt(S.groupTwoOthers, p);
+  }
+
+  /* Draw (or undo) a row's group parts: the actor line, the "12 more" expander and the form's
+   * group field. A row of one keeps its key only (a push of the key merges into it). */
+  function drawGroup(li, group) {
+    var key = String(group.key || "");
+    var count = Math.max(1, Math.floor(Number(group.count)) || 1);
+    if (key) li.setAttribute("data-group-key", key); else li.removeAttribute("data-group-key");
+    var line = li.querySelector("[data-ninbox-group-line]");
+    var field = li.querySelector("[data-ninbox-group-field]");
+    if (!key || count < 2 || isMember(li)) {
+      ["data-group-count", "data-group-actors", "data-group-actor-count"].forEach(function (name) {
+        li.removeAttribute(name);
+      });
+      li.classList.remove("ninbox-grouped");
+      if (line) line.remove();
+      if (field) field.remove();
+      return;
+    }
+    if (!line) {
+      line = rowTemplate.content.querySelector("[data-ninbox-group-line]").cloneNode(true);
+      li.querySelector(".ninbox-main .ninbox-title").before(line);
+    }
+    if (!field) {
+      field = rowTemplate.content.querySelector("[data-ninbox-group-field]").cloneNode(true);
+      li.querySelector("[data-ninbox-row-form] input[name=ids]").after(field);
+    }
+    var names = (Array.isArray(group.names) ? group.names : []).slice(0, 3);
+    var actors = Math.max(names.length, Math.floor(Number(group.actors)) || 0);
+    var text = actorLine(names, actors, count);
+    li.classList.add("ninbox-grouped");
+    li.setAttribute("data-group-count", String(count));
+    li.setAttribute("data-group-actors", JSON.stringify(names));
+    li.setAttribute("data-group-actor-count", String(actors));
+    line.querySelector("[data-ninbox-actors]").textContent = text;
+    var more = line.querySelector("[data-ninbox-expand]");
+    more.setAttribute("data-notification-group-count", String(count));
+    more.setAttribute("href", membersUrl(key, li.getAttribute("data-notification-id")));
+    more.querySelector("[data-ninbox-more-text]").textContent = fmt(S.more, { n: count - 1 });
+    more.querySelector("[data-ninbox-more-of]").textContent = ": " + text;
+    upgradeExpander(li);
+  }
+
+  function viewQuery() {
+    return (status ? "&status=" + status : "") + (levelFilter ? "&level=" + levelFilter : "");
+  }
+
+  function membersUrl(key, id) {
+    return location.pathname + "?group=" + encodeURIComponent(key) + "&bucket_of=" + Number(id) + viewQuery();
+  }
+
+  // With the script the expander is a disclosure button; without it, a link to the members.
+  function upgradeExpander(head) {
+    var more = head.querySelector("[data-ninbox-expand]");
+    if (!more) return;
+    var box = membersBox(head);
+    more.setAttribute("role", "button");
+    more.setAttribute("aria-expanded", box ? "true" : "false");
+    if (box) more.setAttribute("aria-controls", box.id); else more.removeAttribute("aria-controls");
+  }
+
+  function toggleMembers(head) {
+    var box = membersBox(head);
+    if (box) { collapse(head); return; }
+    box = membersTemplate.content.firstElementChild.cloneNode(true);
+    box.id = "ninbox-members-" + head.getAttribute("data-notification-id");
+    box.querySelector("[data-ninbox-member-list]").setAttribute("aria-label",
+      fmt(S.membersOf, { who: head.querySelector("[data-ninbox-actors]").textContent }));
+    head.after(box);
+    upgradeExpander(head);
+    loadMembers(head, null);
+  }
+
+  // Closing forgets the members (and their selection): opening again asks for them afresh.
+  function collapse(head) {
+    var box = membersBox(head);
+    if (!box) return;
+    var focused = box.contains(document.activeElement);
+    box.remove();
+    upgradeExpander(head);
+    if (focused) head.querySelector("[data-ninbox-expand]").focus();
+    changed();
+  }
+
+  function loadMembers(head, before) {
+    var box = membersBox(head);
+    var more = head.querySelector("[data-ninbox-expand]");
+    var group = groupOf(head);
+    var headId = head.getAttribute("data-notification-id");
+    if (!box || !group.key) return Promise.resolve();
+    more.setAttribute("aria-busy", "true");
+    var query = "?group=" + encodeURIComponent(group.key) + "&bucket_of=" + headId + viewQuery() +
+      "&limit=" + PAGE_SIZE + (before ? "&before=" + before : "");
+    return fetch(apiUrl + query, { credentials: "same-origin", headers: { Accept: "application/json" } })
+      .then(function (response) { return response.ok ? response.json() : null; })
+      .then(function (data) {
+        if (!data || !Array.isArray(data.results) || !document.contains(box)) return;
+        var list = box.querySelector("[data-ninbox-member-list]");
+        data.results.forEach(function (n) {
+          if (!n || String(n.id) === headId || rowOf(n.id)) return;
+          var li = buildRow(Object.assign({}, n, { group_count: 1 }));
+          li.classList.add("ninbox-member");
+          list.appendChild(li);
+        });
+        var foot = box.querySelector(".ninbox-members-foot");
+        foot.hidden = !data.next;
+        foot.querySelector("[data-ninbox-members-more]").setAttribute("data-before", String(data.next || ""));
+        changed();
+      }, function () { say(null); })
+      .then(function () { more.removeAttribute("aria-busy"); });
+  }
+
+  // One fewer in an item (a member went elsewhere): its head says so.
+  function shrink(head) {
+    if (!head || !head.getAttribute("data-group-key")) return;
+    var group = groupOf(head);
+    group.count -= 1;
+    drawGroup(head, group);
+    if (group.count < 2) { var box = membersBox(head); if (box) box.remove(); }
+  }
+
+  // A head that a newer member replaces: shown as the first of the members, if they are open.
+  function demote(head, box) {
+    var was = head.querySelector("[data-ninbox-select]").checked;
+    head.remove();
+    if (!box) return;
+    head.classList.remove("ninbox-new");
+    box.querySelector("[data-ninbox-member-list]").prepend(head);
+    head.classList.add("ninbox-member");
+    drawGroup(head, { key: groupOf(head).key });
+    head.querySelector("[data-ninbox-select]").checked = was;
+  }
+
+  /* A new member of an item the page shows unread: its head becomes the new one, one more,
+   * its actor first, on top (where its arrival puts it). ``n.group_count`` (a sync's entry,
+   * the item's size) wins over counting. Returns whether it merged. */
+  function merge(n, live) {
+    if (!n.group_key || n.read || membersOf || (status && status !== "unread")) return false;
+    var head = topRows().filter(function (row) {
+      return row.getAttribute("data-group-key") === n.group_key && row.classList.contains("unread");
+    })[0];
+    if (!head) return false;
+    var group = groupOf(head);
+    if (group.count < 2) {  // a row of one: its actor is its own
+      var own = head.getAttribute("data-actor-name");
+      group.names = own ? [own] : [];
+      group.actors = group.names.length;
+    }
+    var name = n.actor && n.actor.name;
+    var listed = typeof n.group_count === "number" && n.group_count > 1;
+    var count = listed ? n.group_count : group.count + 1;
+    var names = listed && Array.isArray(n.group_actors) ? n.group_actors.slice(0, 3) : group.names.slice();
+    var actors = listed ? n.group_actor_count : group.actors;
+    if (!listed && name) {
+      var at = names.indexOf(name);
+      if (at !== -1) names.splice(at, 1); else actors += 1;
+      names.unshift(name);
+    }
+    var box = membersBox(head);
+    var selected = head.querySelector("[data-ninbox-select]").checked;
+    var focused = head.contains(document.activeElement);
+    var fresh = Object.assign({}, n, { group_count: count, group_actors: names.slice(0, 3), group_actor_count: actors });
+    demote(head, box);
+    insertRow(fresh, live);
+    var next = rowOf(n.id);
+    if (box) {
+      next.after(box);
+      box.id = "ninbox-members-" + n.id;
+      upgradeExpander(next);
+    }
+    next.querySelector("[data-ninbox-select]").checked = selected;
+    if (focused) next.querySelector("[data-ninbox-expand]").focus();
+    changed();
+    return true;
   }
 
   function dayList(key) {
@@ -193,11 +420,17 @@
 
   function removeRow(row) {
     if (!row) return;
-    var focused = row.contains(document.activeElement) || row === focusWas;
+    var box = membersBox(row);
+    var head = headOf(row);
+    var focused = row.contains(document.activeElement) || row === focusWas ||
+      !!(box && box.contains(document.activeElement));
     var neighbour = nextRow(row);
     var list = row.parentNode;
     list.removeChild(row);
-    if (!list.children.length) list.closest("[data-ninbox-day]").remove();
+    if (box) box.remove();  // a head goes with its members
+    if (head) shrink(head);  // a member leaves its item
+    var day = list.closest("[data-ninbox-day]");
+    if (!list.children.length && !head && day) day.remove();
     if (focused) {
       var target = neighbour && neighbour.querySelector("[data-ninbox-select]");
       (target || selectAll || root).focus();
@@ -206,7 +439,8 @@
   }
 
   function nextRow(row) {
-    var all = rows();
+    var box = membersBox(row);
+    var all = rows().filter(function (other) { return !(box && box.contains(other)); });
     var i = all.indexOf(row);
     return all[i + 1] || all[i - 1] || null;
   }
@@ -253,7 +487,9 @@
         if (!data) return;
         if (typeof data.unread === "number") setCount("unread", data.unread);
         if (data.counts) setCounts(data.counts); else fetchCounts();
-        if (firstPage && Array.isArray(data.results)) reconcile(data.results, started);
+        // A members page names its item by one row, which a verb may have taken out of it:
+        // its rows follow the frames only.
+        if (firstPage && !membersOf && Array.isArray(data.results)) reconcile(data.results, started);
       })
       .catch(function () { /* the next frame or reload puts it right */ });
   }
@@ -270,9 +506,13 @@
     results.forEach(function (n) {
       wanted[n.id] = true;
       var existing = rowOf(n.id);
+      if (existing && isMember(existing)) return;  // shown under its head until it closes
       if (existing) {
         // A frame newer than this answer has the last word.
-        if (!(existing.ninboxTouched > started)) setRead(existing, !!n.read);
+        if (!(existing.ninboxTouched > started)) {
+          setRead(existing, !!n.read);
+          regroup(existing, n);
+        }
         prev = existing;
         return;
       }
@@ -289,12 +529,21 @@
         prev = rowOf(n.id);
       }
     });
-    rows().forEach(function (row) {
+    topRows().forEach(function (row) {
       var id = row.getAttribute("data-notification-id");
       var at = Date.parse(row.getAttribute("data-arrived"));
       if (row.ninboxTouched > started) return;
       if (!wanted[id] && (!full || at > oldest)) removeRow(row);
     });
+  }
+
+  // The server's size and actors of a shown item (a list entry) replace the page's guess.
+  function regroup(row, n) {
+    if (typeof n.group_count !== "number") return;
+    var box = membersBox(row);
+    drawGroup(row, { key: n.group_key, count: n.group_count, names: n.group_actors, actors: n.group_actor_count });
+    if (box && n.group_count < 2) box.remove();
+    upgradeExpander(row);
   }
 
   function setCounts(counts) {
@@ -344,10 +593,14 @@
         updateRow(frame.notification);
         break;
       case "read":
+        var grouped = false;
         ids.forEach(function (id) {
           var row = rowOf(id);
+          grouped = grouped || !!(row && row.hasAttribute("data-group-key"));
           if (status === "unread") removeRow(row); else setRead(row, true);
         });
+        // A member read on its own leaves its item: the server knows the sizes now.
+        if (grouped) refreshSoon();
         break;
       case "unread":
         // Unread brings a row back to the inbox: out of Archived and Snoozed.
@@ -416,10 +669,20 @@
       // A snooze that came due arrives as new: it leaves Snoozed, comes back on top.
       if (row && status === "snoozed") { removeRow(row); any = true; return; }
       if (row) { setRead(row, !!n.read); return; }
-      if (firstPage && belongs(n)) insertRow(n, live);
+      if (firstPage && belongs(n) && !merge(n, live)) {
+        if (!membersOf) insertRow(n, live);
+        else if (joinsThisPage(n)) insertRow(Object.assign({}, n, { group_count: 1 }), live);
+      }
       any = true;
     });
     if (any) refreshSoon();
+  }
+
+  // A members page of the unread item gains the key's new ones (they join that item).
+  function joinsThisPage(n) {
+    if (n.group_key !== membersOf || n.read || (status && status !== "unread")) return false;
+    var named = rowOf(bucketOf);
+    return !bucketOf || !named || named.classList.contains("unread");
   }
 
   document.addEventListener("notifications:frame", function (event) { apply(event.detail); });
@@ -453,30 +716,92 @@
     return day;
   }
 
+  // The ids a verb on these rows changes, as far as the page knows: a head's item whole.
+  function covered(ids) {
+    var all = [];
+    ids.forEach(function (id) {
+      all.push(id);
+      var row = rowOf(id);
+      var box = isHead(row) && membersBox(row);
+      if (box) {
+        Array.prototype.forEach.call(box.querySelectorAll("[data-notification-id]"), function (member) {
+          all.push(Number(member.getAttribute("data-notification-id")));
+        });
+      }
+    });
+    return all;
+  }
+
+  // How many notifications a verb on these rows touches (a head counts its whole item).
+  function sizeOf(ids) {
+    return ids.reduce(function (sum, id) {
+      var row = rowOf(id);
+      return sum + (isHead(row) ? groupCount(row) : 1);
+    }, 0);
+  }
+
+  /* Heads go with "group": true (the whole item), the rest without; a member selected with
+   * its own head is in that head's item already. */
+  function split(ids) {
+    var heads = [], plain = [];
+    ids.forEach(function (id) {
+      var row = rowOf(id);
+      if (isHead(row)) heads.push(id);
+    });
+    ids.forEach(function (id) {
+      var row = rowOf(id);
+      if (isHead(row)) return;
+      var head = isMember(row) ? headOf(row) : null;
+      if (head && heads.indexOf(Number(head.getAttribute("data-notification-id"))) !== -1) return;
+      plain.push(id);
+    });
+    return { heads: heads, plain: plain };
+  }
+
   var busy = false;
-  function act(action, ids, preset, quiet) {
+  // ``parts`` ({heads, plain}) when the caller knows (an undo: its rows may be gone).
+  function act(action, ids, preset, quiet, parts) {
     ids = ids.map(Number).filter(function (id) { return id > 0; });
     if (!ids.length || busy) return Promise.resolve();
     busy = true;
-    var payload = { ids: ids };
-    var until = null;
-    if (action === "snooze") {
-      until = snoozeUntil(preset);
-      payload.until = until.toISOString();
-    }
+    parts = parts || split(ids);
+    var until = action === "snooze" ? snoozeUntil(preset) : null;
     var url = action === "read" ? readUrl : apiUrl + action + "/";
-    return post(url, payload).then(function (data) {
-      var changedIds = action === "read" ? ids : (data.ids || []);
-      apply({ type: KIND[action], ids: changedIds, unread: data.unread, until: payload.until });
+    var count = sizeOf(parts.heads) + parts.plain.length;
+    var requests = [[parts.heads, true], [parts.plain, false]].filter(function (part) {
+      return part[0].length;
+    }).map(function (part) {
+      var payload = { ids: part[0] };
+      if (part[1]) payload.group = true;
+      if (until) payload.until = until.toISOString();
+      return post(url, payload);
+    });
+    return Promise.all(requests).then(function (answers) {
+      var changedIds = [];
+      var unread;
+      answers.forEach(function (data) {
+        changedIds = changedIds.concat(data.ids || []);
+        if (typeof data.unread === "number") unread = data.unread;
+      });
+      // Read answers with the count only; a triage verb names every row it changed.
+      if (action === "read") changedIds = covered(parts.heads.concat(parts.plain));
+      apply({ type: KIND[action], ids: changedIds, unread: unread, until: until && until.toISOString() });
       deselect(ids);
-      if (!quiet) say(KIND[action], changedIds, until);
+      if (!quiet) {
+        // Undo: exactly the rows a triage verb changed, each on its own; a read's heads again
+        // as their whole items (its answer names none).
+        var undo = action === "read" ? { heads: parts.heads, plain: parts.plain } : { heads: [], plain: changedIds };
+        say(KIND[action], changedIds, until, action === "read" ? count : changedIds.length, undo);
+      }
     }, function () {
       say(null);
     }).then(function () { busy = false; });
   }
 
   var lastUndo = null;
-  function say(kind, ids, until) {
+  /* ``count``: how many it changed (a read of a head: its whole item); ``undo``: the rows an
+   * undo acts on ({heads, plain}; by default the ids, each on its own). */
+  function say(kind, ids, until, count, undo) {
     if (!notice) return;
     undoButton.hidden = true;
     lastUndo = null;
@@ -485,9 +810,12 @@
     } else {
       if (!ids.length) return;
       noticeText.textContent = fmt(S.results && S.results[kind], {
-        n: ids.length, until: until ? formatter({ weekday: "short", hour: "numeric", minute: "2-digit" }).format(until) : "",
+        n: count || ids.length, until: until ? formatter({ weekday: "short", hour: "numeric", minute: "2-digit" }).format(until) : "",
       });
-      if (UNDO[kind]) { lastUndo = { action: UNDO[kind], ids: ids.slice() }; undoButton.hidden = false; }
+      if (UNDO[kind]) {
+        lastUndo = { action: UNDO[kind], parts: undo || { heads: [], plain: ids.slice() } };
+        undoButton.hidden = false;
+      }
     }
     notice.hidden = false;
   }
@@ -496,7 +824,7 @@
     if (!lastUndo) return;
     var undo = lastUndo;
     notice.hidden = true;
-    act(undo.action, undo.ids, null, true);
+    act(undo.action, undo.parts.heads.concat(undo.parts.plain), null, true, undo.parts);
   });
 
   // ---- selection ------------------------------------------------------------------------------
@@ -621,20 +949,50 @@
     var row = link.closest("[data-notification-id]");
     if (!row || !row.classList.contains("unread")) return;
     var id = Number(row.getAttribute("data-notification-id"));
-    setRead(row, true);
+    // A head's link opens what its item is about: the whole item is read, as in the bell.
+    var frame = isHead(row) ? { ids: [id], group: true } : { ids: [id] };
+    covered([id]).forEach(function (each) { setRead(rowOf(each), true); });
     // keepalive: the request outlives this page, which is about to be left.
-    post(readUrl, { ids: [id] }, true).catch(function () {
+    post(readUrl, frame, true).catch(function () {
       if (window.NotificationBell && window.NotificationBell.send) {
-        window.NotificationBell.send({ type: "read", ids: [id] });
+        window.NotificationBell.send(Object.assign({ type: "read" }, frame));
       }
     });
   }
   root.addEventListener("click", leaving);
   root.addEventListener("auxclick", leaving);
 
+  // ---- the expander: members open under their head -------------------------------------------
+
+  root.addEventListener("click", function (event) {
+    var more = event.target.closest && event.target.closest("[data-ninbox-expand]");
+    if (more) {
+      // A new tab (ctrl, cmd, shift, middle) still gets the members as a page.
+      if (event.ctrlKey || event.metaKey || event.shiftKey || event.button) return;
+      event.preventDefault();
+      toggleMembers(more.closest("[data-notification-id]"));
+      return;
+    }
+    var next = event.target.closest && event.target.closest("[data-ninbox-members-more]");
+    if (next) {
+      var box = next.closest(".ninbox-members");
+      loadMembers(box.previousElementSibling, Number(next.getAttribute("data-before")) || null);
+    }
+  });
+  // A link made a button answers Space as a button does (Enter is the link's own click).
+  root.addEventListener("keydown", function (event) {
+    var more = event.target.closest && event.target.closest("[data-ninbox-expand]");
+    if (!more || (event.key !== " " && event.key !== "Spacebar")) return;
+    event.preventDefault();
+    toggleMembers(more.closest("[data-notification-id]"));
+  });
+
   // ---- start -------------------------------------------------------------------------------------
 
   $$("[data-ninbox-js-only]").forEach(function (node) { node.hidden = false; });
+  $$(".ninbox-groups [data-ninbox-expand]").forEach(function (more) {
+    upgradeExpander(more.closest("[data-notification-id]"));
+  });
   localizeTimes(root);
   followBell();
   changed();
