@@ -37,6 +37,15 @@ def script_strings() -> dict[str, Any]:
         "newNotifications": gettext("New notifications: %(count)s"),
         "moreNotifications": gettext("And %(count)s more in the inbox"),
         "burstNotifications": gettext("%(count)s new notifications"),
+        # A grouped row of the bell: its size, and who (up to three names, newest first;
+        # %(count)s others is always 2 or more).
+        "groupNotifications": gettext("%(count)s notifications"),
+        "groupTwo": gettext("%(first)s and %(second)s"),
+        "groupThree": gettext("%(first)s, %(second)s and %(third)s"),
+        "groupOneOther": gettext("%(first)s and one other"),
+        "groupOthers": gettext("%(first)s and %(count)s others"),
+        "groupTwoOneOther": gettext("%(first)s, %(second)s and one other"),
+        "groupTwoOthers": gettext("%(first)s, %(second)s and %(count)s others"),
         "justNow": gettext("just now"),
         "unread": gettext("Unread"),
         "dismiss": gettext("Dismiss"),
