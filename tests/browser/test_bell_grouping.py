@@ -376,3 +376,19 @@ def test_a_group_read_elsewhere_whose_frame_was_lost_is_read_after_a_reconnect(n
     expect(bell.item(sent[-1].pk)).not_to_have_class(re.compile(r"\bis-unread\b"))
     groups = state(bell)["groups"]
     assert [(g["count"], g["read"]) for g in groups] == [(6, True)], groups
+
+
+def test_a_later_toast_of_a_group_replaces_the_one_on_screen(new_context):
+    """A toast stays up 6 s, a group may toast again after 5 s: the newer one takes over."""
+    user = UserFactory()
+    people = actors()
+    bell = Bell(log_in(new_context(), user.username)).wait_ready()
+    first = comments(user, people, 1)[0]
+    expect(bell.toast(first.pk)).to_be_visible()
+    bell.page.wait_for_timeout(5200)  # the group's window is over; the toast is still up
+    expect(bell.toast(first.pk)).to_be_visible()
+    second = comments(user, people, 1, start=1)[0]
+    expect(bell.toast(second.pk)).to_be_visible()
+    expect(bell.toast(first.pk)).to_have_count(0)
+    expect(bell.root.locator("[data-notification-toast]")).to_have_count(1)
+    bell.expect_unread(1)

@@ -1640,12 +1640,22 @@
    * Returns its box, with nbellRemove() and nbellRestart() (its time from the start). At most
    * MAX_TOASTS at once: the oldest goes first, a critical one last. */
   function toast(n, text, level, onClick) {
+    // A group is one item: its newer toast (a storm of it, once per GROUP_WINDOW) replaces
+    // the one still on screen rather than stacking up beside it.
+    var groupKey = n ? groupKeyOf(n) : "";
+    if (groupKey) {
+      Array.prototype.slice.call(toastBox.children).forEach(function (other) {
+        if (other.nbellGroupKey === groupKey && other.nbellRemove &&
+            !other.hasAttribute("data-critical")) other.nbellRemove();
+      });
+    }
     while (toastBox.children.length >= MAX_TOASTS) {
       var victim = toastBox.querySelector(".nbell-toast:not([data-critical])") || toastBox.firstChild;
       if (victim.nbellRemove) victim.nbellRemove(); else toastBox.removeChild(victim);
     }
     var lvl = n ? levelOf(n) : level || "info";
     var box = el("div", "nbell-toast nbell-level-" + lvl);
+    box.nbellGroupKey = groupKey;
     box.setAttribute("data-notification-toast", n ? String(n.id) : "");
     if (n) box.setAttribute("data-toast-id", String(n.id));
     if (n && n.critical === true) box.setAttribute("data-critical", "");
