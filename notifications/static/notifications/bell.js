@@ -34,15 +34,23 @@
  * later sync, snapshot or first page brings it back only if the server lists it again after
  * it left (a recalled one never is).
  *
+ * Grouping: rows of one non-empty `group_key` that changed together (all its unread ones;
+ * the ones read, archived or snoozed as one) are ONE item, as the server lists and counts
+ * them: one row, the newest member with "Ana, Bo and 11 others" above its title and
+ * data-notification-group-count. A push into an unread group updates its row in place; the
+ * row's verbs act on the whole item ("group": true). See "grouping" below.
+ *
  * Storm control, in the leader's toast decision: news waits ~300 ms (at most 1 s) so a burst
- * of pushes is decided together. More than three within a second become ONE summary toast
- * ("12 new notifications", updated in place while the storm lasts) and one desktop pop-up;
- * a notification with a `group_key` toasts at most once per key in 5 s; critical ones always
- * get their own toast. One or two at a time toast as ever.
+ * of pushes is decided together. A group is one item here too: it toasts at most once per
+ * key in 5 s (its newest), its newer toast replacing the one on screen. More than three
+ * items within a second become ONE summary toast ("12 new notifications", updated in place
+ * while the storm lasts) and one desktop pop-up; critical ones always get their own toast.
+ * One or two at a time toast as ever.
  *
  * Unread count: the server's number (hello, read/triage frames, the HTTP API) is the truth; a
- * live notification adds one. Items that arrive in answer to the sync sent right after a hello
- * are already in that hello's count and add nothing.
+ * live notification adds one, unless it joins an unread group held here (counted once). Items
+ * that arrive in answer to the sync sent right after a hello are already in that hello's count
+ * and add nothing.
  *
  * On a page without [data-notification-bell] this script only defines window.NotificationBell
  * (renderItem, formatTime, icon, send) for other scripts, e.g. the admin's preview.
