@@ -258,6 +258,12 @@ def test_a_grouped_inbox_at_phone_width(new_context, scheme):
     head_row = row(page, thread["head"])
     expect(head_row.locator(".ninbox-actors")).to_have_text("Ana, Bo and 4 others")
     assert page.evaluate("document.documentElement.scrollWidth") <= 375
+    # The names and the expander stay inside the row (the expander goes below if need be).
+    edge = page.locator(".ninbox-box").bounding_box()
+    parts = (head_row.locator(".ninbox-actors"), expander(page, thread["head"]))
+    for part in (*parts, head_row.locator(".ninbox-title")):
+        box = part.bounding_box()
+        assert box["x"] + box["width"] <= edge["x"] + edge["width"], part
     shots(page, f"inbox-group-phone-{scheme}.png", full_page=True)
     expander(page, thread["head"]).tap()
     expect(members(page)).to_have_count(5)
