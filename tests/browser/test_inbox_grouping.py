@@ -271,3 +271,22 @@ def test_a_grouped_inbox_at_phone_width(new_context, scheme):
     expect(members(page).first.locator("[data-notification-archive]")).to_be_visible()
     assert_accessible(page, ".ninbox")
     shots(page, f"inbox-group-phone-expanded-{scheme}.png", full_page=True)
+
+
+def test_a_big_item_opens_a_page_at_a_time(new_context):
+    user = UserFactory()
+    thread = a_thread(user, names=tuple(f"U{i:02d}" for i in range(23)))
+    page = open_inbox(log_in(new_context(), user.username))
+    more = expander(page, thread["head"])
+    expect(more).to_contain_text("22 more")
+    more.click()
+    expect(members(page)).to_have_count(19)  # the first page of 20, less the head
+    show_more = page.locator("[data-ninbox-members-more]")
+    expect(show_more).to_be_visible()
+    show_more.click()
+    expect(members(page)).to_have_count(22)
+    expect(show_more).to_be_hidden()
+    ids = [
+        int(i) for i in members(page).evaluate_all("els => els.map(e => e.dataset.notificationId)")
+    ]
+    assert ids == [n.pk for n in reversed(thread["members"][:-1])]
