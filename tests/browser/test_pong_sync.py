@@ -102,8 +102,7 @@ def test_a_delivery_without_a_push_shows_at_the_next_pong(new_context, pinging_d
     after = hook(bell)
     assert lost.pk in after["synced"]
     assert lost.pk not in after["pushed"], "it was pushed: this test proves nothing"
-    # A sync on the page becoming visible may come first; the pong's gap sync then follows
-    # within a ping (the cursor stays behind rows that young).
+    # The pong named an id the page did not hold: that, not a later sync, brought it.
     deadline = time.monotonic() + WITHIN
     while hook(bell)["gapSyncs"] <= before["gapSyncs"]:
         assert time.monotonic() < deadline, "shown, but no pong asked for a gap sync"
@@ -115,7 +114,8 @@ def test_a_delivery_without_a_push_shows_at_the_next_pong(new_context, pinging_d
 
 
 def test_a_lost_push_before_one_that_arrived_is_still_recovered(new_context, pinging_daphne):
-    """The hole: the page holds a later push, so only the sync cursor can tell it lacks one."""
+    """The hole: the page holds a later push, so the pong's last id is one it knows; the
+    count it cannot explain (2 unread, one held) makes it fetch the first page."""
     user = UserFactory()
     bell = open_bell(new_context, pinging_daphne, user)
 
