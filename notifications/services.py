@@ -9,6 +9,7 @@ from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser, Group
 from django.db import connections, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from notifications import categories, conf
@@ -29,6 +30,37 @@ from notifications.selectors import bucket_field, item_filter, rows_in_status, u
 # Users per statement of the batched writes (acks, seen marks): well inside SQLite's limit
 # of bound variables.
 USERS_PER_STATEMENT = 500
+# Notifications per statement of those writes: each is one OR term, and SQLite parses an OR
+# chain as a tree as deep as its terms (its expression depth limit is 1,000).
+NOTIFICATIONS_PER_STATEMENT = 100
+
+
+def _marks_statements(marks: dict[int, list[UserId]]) -> Iterator[Q]:
+    """Split {notification id: users} into the filters of a few statements, in notification
+    order: one-user notifications (an ack or seen mark per push) share a statement instead
+    of one UPDATE, and on SQLite one commit of the one write lock, each."""
+    terms: list[Q] = []
+    users_in = 0
+    for notification_id, users in sorted(marks.items()):
+        for start in range(0, len(users), USERS_PER_STATEMENT):
+            part = users[start : start + USERS_PER_STATEMENT]
+            if terms and (
+                len(terms) >= NOTIFICATIONS_PER_STATEMENT
+                or users_in + len(part) > USERS_PER_STATEMENT
+            ):
+                yield _any_of(terms)
+                terms, users_in = [], 0
+            terms.append(Q(notification_id=notification_id, user_id__in=part))
+            users_in += len(part)
+    if terms:
+        yield _any_of(terms)
+
+
+def _any_of(terms: list[Q]) -> Q:
+    combined = terms[0]
+    for term in terms[1:]:
+        combined |= term
+    return combined
 
 
 def notification_create(
@@ -366,7 +398,7 @@ def deliveries_mark_delivered_many(acks: dict[int, Iterable[UserId]]) -> int:
     """``deliveries_mark_delivered`` for many users at once: {notification id: user ids}.
 
     What a daphne process's sockets acknowledged within a few milliseconds, written in one
-    transaction: one UPDATE per notification (per USERS_PER_STATEMENT users), where a broadcast's
+    transaction: a few UPDATEs (_marks_statements), where a broadcast's
     5,000 acks were 5,000 transactions (on SQLite each under the one write lock). Rows of a
     broadcast pushed but not yet recorded are written first, for the acknowledging users
     only, in one ``INSERT … SELECT`` per notification (see ``deliveries_record_in_flight``).
@@ -395,13 +427,10 @@ def deliveries_mark_delivered_many(acks: dict[int, Iterable[UserId]]) -> int:
     # Each UPDATE commits on its own (autocommit), in notification order: two daphne
     # processes writing batches that share rows (one user, a socket on each) must never
     # hold one batch's row locks while waiting for the other's (a deadlock on PostgreSQL).
-    for notification_id, users in sorted(acks.items()):
-        for start in range(0, len(users), USERS_PER_STATEMENT):
-            marked += Delivery.objects.filter(
-                notification_id=notification_id,
-                user_id__in=users[start : start + USERS_PER_STATEMENT],
-                state=DeliveryState.PENDING,
-            ).update(state=DeliveryState.DELIVERED, delivered_at=now)
+    for rows in _marks_statements(acks):
+        marked += Delivery.objects.filter(rows, state=DeliveryState.PENDING).update(
+            state=DeliveryState.DELIVERED, delivered_at=now
+        )
     return marked
 
 
@@ -646,20 +675,16 @@ def deliveries_mark_seen(user: AbstractBaseUser | Any, ids: Iterable[int]) -> in
 def deliveries_mark_seen_many(seen: dict[int, Iterable[UserId]]) -> int:
     """Record seen marks of many users at once: {notification id: user ids}, first time only.
 
-    One UPDATE per notification (and per USERS_PER_STATEMENT users), each committed alone:
+    A few UPDATEs (up to NOTIFICATIONS_PER_STATEMENT notifications and USERS_PER_STATEMENT
+    users each), each committed alone:
     a broadcast toasted in 5,000 browsers is a few statements, not 5,000 (batching.py).
     """
     now = timezone.now()
     marked = 0
     # One statement at a time (autocommit), as the acks: no batch holds locks for another.
-    for notification_id, user_ids in sorted(seen.items()):
-        users = list(dict.fromkeys(user_ids))
-        for start in range(0, len(users), USERS_PER_STATEMENT):
-            marked += Delivery.objects.filter(
-                notification_id=notification_id,
-                user_id__in=users[start : start + USERS_PER_STATEMENT],
-                seen_at__isnull=True,
-            ).update(seen_at=now)
+    marks = {nid: list(dict.fromkeys(users)) for nid, users in seen.items()}
+    for rows in _marks_statements(marks):
+        marked += Delivery.objects.filter(rows, seen_at__isnull=True).update(seen_at=now)
     return marked
 
 
