@@ -8,7 +8,8 @@ scenario). In ``bell`` mode a socket behaves like the socket of bell.js's leader
 socket a browser holds (its other tabs follow over BroadcastChannel and open none): ``sync``
 after ``hello``, an ``ack`` for every notification, a ``ping`` every 30 s, a ``sync`` when a
 ``pong`` names a last id it does not hold, and ``seen`` for every pushed notification (bell.js
-toasts it), batched per socket over a second as bell.js batches them. In ``passive`` mode it
+toasts it); acks batched per socket over 250 ms and seen ids over a second, as bell.js
+batches them. In ``passive`` mode it
 only listens. A frame is timestamped with ``time.time()`` the moment ``recv()`` hands it over,
 before it is parsed; a frame sent on command is timestamped right before ``send()``.
 
@@ -51,7 +52,9 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 PING_EVERY = 30.0  # bell.js's PING_EVERY
-SEEN_DELAY = 1.0  # bell.js's SEEN_DELAY: seen ids are batched, nothing waits for them
+# bell.js batches both per socket: acks for ACK_DELAY (at most four frames a second, whatever
+# arrives), seen ids for SEEN_DELAY (nothing waits for them).
+DELAYS = {"ack": 0.25, "seen": 1.0}
 MAX_IDS = 500  # the server's per-frame cap (NOTIFICATIONS["MAX_IDS"])
 # The frames that tell every socket of a user about a change of state (other tabs follow).
 STATE_FRAMES = frozenset({"read", "archived", "unarchived", "unread", "snoozed"})
@@ -79,15 +82,17 @@ class Clients:
         self.events: list[tuple[int, str, list[int], float]] = []
         self.cursors: dict[int, int | None] = {}  # bell mode: each socket's sync cursor
         self.held: dict[int, set[int]] = {}  # bell mode: the ids each socket holds
-        self.seen: dict[int, list[int]] = {}  # bell mode: seen ids waiting for their flush
-        self.seen_due: dict[int, float] = {}  # ... and when (monotonic) each socket flushes
+        # Bell mode: ids waiting for their batch, by (frame type, socket), and when
+        # (monotonic) each batch goes.
+        self.waiting: dict[tuple[str, int], list[int]] = {}
+        self.due: dict[tuple[str, int], float] = {}
         self.frames: Counter[str] = Counter()
         self.closed: dict[int, int | None] = {}
         self.arrived = asyncio.Event()
         self.mode = "bell"
         self.closing = False
         self.pinger: asyncio.Task[None] | None = None
-        self.seen_flusher: asyncio.Task[None] | None = None
+        self.flusher: asyncio.Task[None] | None = None
 
     # ---- connect -------------------------------------------------------------------------
 
@@ -108,7 +113,7 @@ class Clients:
         setup_ms = [elapsed for _, elapsed, error in results if error is None]
         if self.mode == "bell" and self.pinger is None:
             self.pinger = asyncio.create_task(self._ping_forever())
-            self.seen_flusher = asyncio.create_task(self._flush_seen_forever())
+            self.flusher = asyncio.create_task(self._flush_forever())
         return {
             "ok": len(setup_ms),
             "failed": failed,
@@ -169,8 +174,8 @@ class Clients:
                     self.arrived.set()
                     if self.mode == "bell":
                         self.held.setdefault(key, set()).add(notification_id)
-                        await self._send(ws, {"type": "ack", "ids": [notification_id]})
-                        self._queue_seen(key, notification_id)
+                        self._queue("ack", key, [notification_id])
+                        self._queue("seen", key, [notification_id])
                 elif kind in ID_FRAMES:
                     ids = [int(i) for i in frame.get("ids", [])]
                     self.events.append((key, str(kind), ids, arrived))
@@ -183,7 +188,7 @@ class Clients:
                     ids = [item["id"] for item in frame.get("notifications", [])]
                     self.held.setdefault(key, set()).update(ids)
                     if ids:
-                        await self._send(ws, {"type": "ack", "ids": ids})
+                        self._queue("ack", key, ids)
                 elif kind == "pong" and self.mode == "bell":
                     # As bell.js: a last id this socket does not hold means a push was lost.
                     last_id = frame.get("last_id")
@@ -207,31 +212,33 @@ class Clients:
                 self.next_ping.pop(key, None)
                 self.cursors.pop(key, None)
                 self.held.pop(key, None)
-                self.seen.pop(key, None)
-                self.seen_due.pop(key, None)
+                for kind in DELAYS:
+                    self.waiting.pop((kind, key), None)
+                    self.due.pop((kind, key), None)
                 self.sync_answered.set()
 
-    def _queue_seen(self, key: int, notification_id: int) -> None:
-        waiting = self.seen.get(key)
+    def _queue(self, kind: str, key: int, ids: list[int]) -> None:
+        waiting = self.waiting.get((kind, key))
         if waiting is None:
-            self.seen[key] = [notification_id]
-            self.seen_due[key] = time.monotonic() + SEEN_DELAY
+            self.waiting[(kind, key)] = list(ids)
+            self.due[(kind, key)] = time.monotonic() + DELAYS[kind]
         else:
-            waiting.append(notification_id)
+            waiting.extend(ids)
 
-    async def _flush_seen_forever(self) -> None:
+    async def _flush_forever(self) -> None:
         while True:
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(0.05)
             now = time.monotonic()
-            for key in [key for key, due in self.seen_due.items() if due <= now]:
-                self.seen_due.pop(key, None)
-                ids = self.seen.pop(key, [])
+            for batch in [batch for batch, due in self.due.items() if due <= now]:
+                self.due.pop(batch, None)
+                ids = self.waiting.pop(batch, [])
+                kind, key = batch
                 ws = self.sockets.get(key)
                 if ws is None or self.closing:
                     continue
                 for start in range(0, len(ids), MAX_IDS):
-                    self.frames["sent:seen"] += 1
-                    await self._send(ws, {"type": "seen", "ids": ids[start : start + MAX_IDS]})
+                    self.frames[f"sent:{kind}"] += 1
+                    await self._send(ws, {"type": kind, "ids": ids[start : start + MAX_IDS]})
 
     async def send_frames(self, command: dict[str, Any]) -> dict[str, Any]:
         """Send client frames from given sockets at given wall times; say when each went."""
@@ -317,8 +324,8 @@ class Clients:
             self.syncing.clear()
             self.cursors.clear()
             self.held.clear()
-            self.seen.clear()
-            self.seen_due.clear()
+            self.waiting.clear()
+            self.due.clear()
             self.closing = False
         return {"closed": len(sockets)}
 

@@ -230,7 +230,7 @@ def render_table(document: dict[str, Any], stream: IO[str]) -> str:
     if document["options"]["client_mode"] == "bell":
         lines.append(
             "bell clients: one socket = one browser (bell.js's leader tab; its other tabs "
-            "follow over BroadcastChannel): ack on receive, seen per toast (batched 1 s), "
+            "follow over BroadcastChannel): acks (batched 250 ms), seen per toast (batched 1 s), "
             "ping every 30 s, sync after hello and on a gap"
         )
     if document["options"]["quick"]:
