@@ -11,6 +11,7 @@ head per item).
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import time
@@ -80,8 +81,10 @@ def comments(user, people: list, count: int, *, start: int = 0) -> list:
 
 def delivered(user, count: int, **filters) -> None:
     wait_until(
-        lambda: Delivery.objects.filter(user=user, notification__group_key=KEY, **filters).count()
-        == count,
+        lambda: (
+            Delivery.objects.filter(user=user, notification__group_key=KEY, **filters).count()
+            == count
+        ),
         timeout=30,
         what=f"{count} deliveries of {KEY} {filters}",
     )
@@ -112,9 +115,11 @@ def watch_frames(sockets: Sockets) -> Sockets:
             "websocket",
             lambda ws: ws.on(
                 "framesent",
-                lambda payload: sockets.sent.append((page, json.loads(payload)))
-                if isinstance(payload, str)
-                else None,
+                lambda payload: (
+                    sockets.sent.append((page, json.loads(payload)))
+                    if isinstance(payload, str)
+                    else None
+                ),
             ),
         )
         return original(page)
@@ -158,9 +163,7 @@ def test_a_burst_of_one_key_is_one_row_counted_once_and_toasted_once(new_context
         expect(bell.item(newest.pk).locator(".nbell-title")).to_have_text(
             "Eve commented on your post"
         )
-        expect(bell.item(newest.pk).locator(".nbell-group-size")).to_have_text(
-            "200 notifications"
-        )
+        expect(bell.item(newest.pk).locator(".nbell-group-size")).to_have_text("200 notifications")
         assert bell.item(lone.pk).get_attribute("data-notification-group-count") is None
         bell.expect_unread(2)
     leader.page.wait_for_timeout(1500)  # a late toast decision would show by now
@@ -173,7 +176,7 @@ def test_a_burst_of_one_key_is_one_row_counted_once_and_toasted_once(new_context
     assert not [t for t in toasts if t["summary"]], toasts  # no "200 new notifications"
     # At most one toast of the group in any 5 s (the burst lasted about two: one at most).
     of_group = sorted(t["at"] for t in toasts if t["id"] in members)
-    assert all(b - a >= 5000 for a, b in zip(of_group, of_group[1:])), of_group
+    assert all(b - a >= 5000 for a, b in itertools.pairwise(of_group)), of_group
     assert len(of_group) <= 1, of_group
     # The leader's held members are all there (the dropdown shows them as one).
     group = next(g for g in state(leader)["groups"] if g["head"] == newest.pk)
@@ -233,8 +236,16 @@ def test_read_done_and_unread_of_a_group_act_on_every_row_and_the_other_tab_foll
     reads = [f for f in frames_sent(leader.page, sockets) if f.get("type") == "read"]
     assert reads and reads[-1] == {"type": "read", "ids": [head.pk], "group": True}, reads
     assert Delivery.objects.get(user=user, notification=lone).read_at is None
-    assert len(set(Delivery.objects.filter(user=user, notification__group_key=KEY)
-                   .values_list("read_at", flat=True))) == 1  # read together
+    assert (
+        len(
+            set(
+                Delivery.objects.filter(user=user, notification__group_key=KEY).values_list(
+                    "read_at", flat=True
+                )
+            )
+        )
+        == 1
+    )  # read together
     for bell in (leader, follower):
         bell.expect_unread(1)
         expect_group_row(bell, 25, "Eve, Dee and 3 others")  # still one row, now read
@@ -305,8 +316,9 @@ def test_a_grouped_row_on_a_phone(new_context, scheme):
     people = actors()
     with transaction.atomic():
         builds = [
-            notifications.notify(user, f"Nightly build {i} failed", level="error",
-                                 group_key="ci:nightly")
+            notifications.notify(
+                user, f"Nightly build {i} failed", level="error", group_key="ci:nightly"
+            )
             for i in range(3)
         ]
     wait_until(lambda: Delivery.objects.filter(user=user).count() == 3, what="the builds")
@@ -315,8 +327,11 @@ def test_a_grouped_row_on_a_phone(new_context, scheme):
     sent = comments(user, people, 12)
     wait_until(lambda: Delivery.objects.filter(user=user).count() == 16, what="16 deliveries")
     context = new_context(
-        color_scheme=scheme, viewport={"width": 375, "height": 740}, device_scale_factor=2,
-        is_mobile=True, has_touch=True,
+        color_scheme=scheme,
+        viewport={"width": 375, "height": 740},
+        device_scale_factor=2,
+        is_mobile=True,
+        has_touch=True,
     )
     page = log_in(context, user.username)
     bell = Bell(page).wait_ready()
