@@ -331,11 +331,7 @@ def notification_page(
     rows = collapse(rows_in_status(_user_rows(user), status, level), user, status, level)
     page = _page_of(rows, user, before, limit)
     annotate_groups(page.deliveries, user, status, level)
-    return Page(
-        unread=unread_count(user),
-        results=[_serialize_head(delivery) for delivery in page.deliveries],
-        next=page.next,
-    )
+    return _answer(user, page)
 
 
 @dataclass(frozen=True)
@@ -355,6 +351,15 @@ def _page_of(rows: Any, user: Any, before: int | None, limit: int) -> _Slice:
     return _Slice(batch, batch[-1].notification_id if has_more else None)
 
 
+def _answer(user: Any, page: _Slice) -> Page:
+    """The API's answer for one page: its entries and the user's unread count."""
+    return Page(
+        unread=unread_count(user),
+        results=[_serialize_head(delivery) for delivery in page.deliveries],
+        next=page.next,
+    )
+
+
 def group_page(
     user: AbstractBaseUser | Any,
     group_key: str,
@@ -371,12 +376,7 @@ def group_page(
     under a head that has the item's own. ValueError as ``item_rows``.
     """
     rows = item_rows(user, group_key, status=status, level=level, bucket_of=bucket_of)
-    page = _page_of(rows, user, before, limit)
-    return Page(
-        unread=unread_count(user),
-        results=[_serialize_head(delivery) for delivery in page.deliveries],
-        next=page.next,
-    )
+    return _answer(user, _page_of(rows, user, before, limit))
 
 
 @dataclass(frozen=True)

@@ -196,33 +196,12 @@ def call_summary(created: Sequence[Created]) -> dict[str, float | None]:
 
 
 def create_single(
-    ctx: Context,
-    creator: int,
-    *,
-    recipients: Sequence[Any],
-    title: str,
-    rate: float | None = None,
-    duration: float | None = None,
-    count: int | None = None,
-    start_at: float | None = None,
-    run: ScenarioRun | None = None,
-    group_key: str = "",
-    actors: Sequence[Any] = (),
+    ctx: Context, creator: int, *, run: ScenarioRun | None = None, **fields: Any
 ) -> list[Created]:
-    """Have a creator commit single-user notifications, one transaction each."""
-    worker, started = send_single(
-        ctx,
-        creator,
-        recipients=recipients,
-        title=title,
-        rate=rate,
-        duration=duration,
-        count=count,
-        start_at=start_at,
-        group_key=group_key,
-        actors=actors,
-    )
-    return single_reply(ctx, worker, started, duration, count, run)
+    """Have a creator commit single-user notifications, one transaction each, and wait for
+    them; ``fields`` are ``send_single``'s."""
+    worker, started = send_single(ctx, creator, **fields)
+    return single_reply(ctx, worker, started, fields.get("duration"), fields.get("count"), run)
 
 
 def send_single(
