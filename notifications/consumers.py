@@ -382,14 +382,16 @@ class NotificationConsumer(AsyncWebsocketConsumer):
 
     async def on_sync(self, frame: ClientFrame) -> None:
         missed = await amissed_with_in_flight(self.user_id, frame.since)
+        answer = events.missed_frame(
+            missed.notifications,
+            missed.cursor,
+            missed.unread,
+            recalled=missed.recalled,
+            updated=missed.updated,
+            next_since=missed.next,
+        )
         await self.send_json(
-            events.missed_frame(
-                missed.notifications,
-                missed.cursor,
-                missed.unread,
-                recalled=missed.recalled,
-                updated=missed.updated,
-            )
+            events.fit_missed_frame(answer, self.max_frame_bytes, after=frame.since)
         )
 
     # ---- channel layer → client (called by the process's LocalHub) ---------------------

@@ -238,10 +238,12 @@ def missed_frame(
     *,
     recalled: list[int] | None = None,
     updated: list[dict[str, Any]] | None = None,
+    next_since: int | None = None,
 ) -> dict[str, Any]:
     """Answer a sync; ``cursor`` is the ``since`` for the next one (it may lag the list),
     ``unread`` the count after it (left out when not known); ``recalled`` and ``updated``
-    (left out when empty) what of the user's was recalled or edited lately."""
+    (left out when empty) what of the user's was recalled or edited lately; ``next`` (left
+    out when None) the ``since`` of the next page when this one was capped."""
     frame: dict[str, Any] = {"type": "missed", "notifications": notifications, "cursor": cursor}
     if unread is not None:
         frame["unread"] = unread
@@ -249,7 +251,46 @@ def missed_frame(
         frame["recalled"] = recalled
     if updated:
         frame["updated"] = updated
+    if next_since is not None:
+        frame["next"] = next_since
     return frame
+
+
+def _encoded_size(value: Any) -> int:
+    return len(json.dumps(value, separators=(",", ":")).encode("utf-8"))
+
+
+def fit_missed_frame(frame: dict[str, Any], max_bytes: int, *, after: int | None) -> dict[str, Any]:
+    """Return ``frame`` cut to at most ``max_bytes`` of JSON, the socket's frame limit.
+
+    MAX_SYNC notifications with long bodies (or their group keys) outgrow a frame, and
+    daphne refuses to send one over its limit: the page then got nothing. An answer to a
+    ``since`` (``after``) keeps its oldest entries and says where the next page starts
+    (``next``: the last entry kept; the cursor stays at ``after``). A first page keeps its
+    newest (the rest is history the inbox holds). A cut answer leaves its edits out: the
+    sync for the next page, sent at once, brings them again. A single entry too big for any
+    frame (a body of tens of kilobytes) is passed over by ``next``: the inbox shows it.
+    """
+    if _encoded_size(frame) <= max_bytes:
+        return frame
+    entries = list(frame["notifications"])
+    trimmed = {key: value for key, value in frame.items() if key != "updated"}
+    room = max_bytes - _encoded_size({**trimmed, "notifications": [], "next": 2**53})
+    kept: list[Any] = []
+    used = 0
+    for entry in entries if after is not None else reversed(entries):
+        size = _encoded_size(entry) + 1  # the comma
+        if used + size > room:
+            break
+        kept.append(entry)
+        used += size
+    if after is None:
+        kept.reverse()
+        return {**trimmed, "notifications": kept}
+    result = {**trimmed, "notifications": kept, "cursor": after}
+    if kept or entries:
+        result["next"] = (kept or entries)[-1 if kept else 0]["id"]
+    return result
 
 
 def read_frame(ids: list[int], unread: int) -> dict[str, Any]:

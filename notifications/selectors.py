@@ -390,6 +390,10 @@ class Missed:
     unread: int | None = None
     recalled: list[int] = field(default_factory=list)
     updated: list[dict[str, Any]] = field(default_factory=list)
+    # The ``since`` of the next page when this one was capped (MAX_SYNC rows after a
+    # ``since``): its last row, listed or not. Clients cannot tell from the list, whose
+    # grouped members are left out (200 rows of one key list one head, or none).
+    next: int | None = None
 
 
 def missed_since(user: AbstractBaseUser | Any, since: int | None) -> Missed:
@@ -432,7 +436,13 @@ def missed_since(user: AbstractBaseUser | Any, since: int | None) -> Missed:
     # The cursor went over every row; the list shows heads only. A member left out has a
     # newer row of its item, listed now or in a later sync.
     heads = annotate_groups(_heads_among(batch, user), user, None)
-    return Missed([_serialize_head(delivery) for delivery in heads], cursor, unread_count(user))
+    capped = since is not None and len(batch) >= limit
+    return Missed(
+        [_serialize_head(delivery) for delivery in heads],
+        cursor,
+        unread_count(user),
+        next=batch[-1].notification_id if capped else None,
+    )
 
 
 def _heads_among(batch: list[Delivery], user: Any) -> list[Delivery]:

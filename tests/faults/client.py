@@ -340,7 +340,10 @@ class BellClient:
                     self.sync_cursor = items[-1]["id"]
                 elif "cursor" not in frame and self.sync_cursor is None:
                     self.sync_cursor = 0
-            if len(items) >= self.max_sync:
+            if frame.get("next") is not None:
+                # The answer was capped (rows or bytes): the server says where to go on.
+                await self._sync(since=frame["next"])
+            elif len(items) >= self.max_sync:
                 # The answer was capped: ask for the rest, from its last item.
                 if asked is not None:
                     await self._sync(since=items[-1]["id"])
@@ -391,9 +394,13 @@ class BellClient:
             since = 0
             while True:
                 await ws.send(json.dumps({"type": "sync", "since": since}))
-                items = (await next_of("missed"))["notifications"]
+                answer = await next_of("missed")
+                items = answer["notifications"]
                 result.ids.extend(n["id"] for n in items)
                 result.unread_ids.extend(n["id"] for n in items if not n["read"])
+                if answer.get("next") is not None:
+                    since = answer["next"]
+                    continue
                 if len(items) < self.max_sync:
                     return result
                 since = items[-1]["id"]

@@ -1983,7 +1983,11 @@
         // A full answer may not be all of it: ask for the rest, from its last item. (From
         // the cursor would return the same page while its rows are young: a burst of more
         // than MAX_SYNC whose pushes the layer dropped stayed half-shown for half a minute.)
-        if (got.length >= MAX_SYNC) {
+        // The server says so with ``next`` (its list leaves a group's older members out, and
+        // a frame holds 64 KiB), where the next page starts; an older one by a full list.
+        if (typeof msg.next === "number") {
+          sync(true, msg.next);
+        } else if (got.length >= MAX_SYNC) {
           if (asked.since !== null) sync(true, got[got.length - 1].id);
           else if (lastId !== before) sync(true);
         }
@@ -1995,15 +1999,18 @@
         // to us and our unread count: if we never got that one, a push was lost — sync
         // (its items are already in this count, so they add nothing).
         var drifted = typeof msg.unread === "number" && msg.unread !== unread;
+        // More unread than this page can explain: something reached the server and not the
+        // page (a hole before a push that did arrive, a burst the layer dropped).
+        var countShort = typeof msg.unread === "number" && msg.unread > unread;
         if (typeof msg.unread === "number") setUnread(msg.unread);
         var syncing = syncQueue.length > 0; // its answer will bring what is new, as news
-        // Only a last id this page does not hold says a push was lost. (Compared with the
-        // cursor, which stays behind rows younger than SYNC_SETTLE_SECONDS, nearly every
-        // pong after a push asked for a sync: a query and a write per browser per minute
-        // of news, for nothing. A lost push older than one that arrived shows as a count
-        // the page cannot explain, and the reconcile below fetches it.)
-        var gap = msg.last_id != null && msg.last_id !== lastId && !holds(msg.last_id) &&
-          !syncing;
+        // A push was lost if the pong names a last id this page does not hold, or counts
+        // more unread than the page does (a hole before a push that arrived). Comparing
+        // with the cursor alone, which stays behind rows younger than SYNC_SETTLE_SECONDS,
+        // sent nearly every pong after a push syncing: a query and a write per browser per
+        // minute of news, for nothing.
+        var gap = msg.last_id != null && msg.last_id !== lastId &&
+          (!holds(msg.last_id) || countShort) && !syncing;
         if (gap) {
           gapSyncs += 1;
           sync(true);
