@@ -53,7 +53,10 @@ async def test_healthy_while_a_listener_runs():
             deadline = time.monotonic() + 10
             while True:  # the first heartbeat follows the subscription
                 code, report = await sync_to_async(run_health)()
-                if report["listeners"] or time.monotonic() > deadline or task.done():
+                # In this one process the listener's start may be reopening the database
+                # pool the command shares ("not open yet"): ask again until both are up.
+                up = report["listeners"] and report["database"] == "ok"
+                if up or time.monotonic() > deadline or task.done():
                     break
                 await asyncio.sleep(0.05)
         finally:
