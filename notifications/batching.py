@@ -4,8 +4,9 @@ A broadcast reaches 5,000 browsers within a few hundred milliseconds, and each a
 an ack, then (its toast shown) a seen mark. Written one frame at a time that was 10,000
 transactions, on SQLite each under the one write lock, queued in daphne's thread pool
 beside the pushes still going out. Here the marks of every socket of the process that
-arrive within a short window are written in one transaction, one statement per
-notification: the database does per broadcast what it used to do per browser.
+arrive within a short window are written together, in a few statements (up to 100
+notifications each, each committed on its own: services._marks_statements): the database
+does per window what it used to do per browser and per push.
 
 Neither an ack nor a seen mark holds its socket up: the socket's next frame (a read, a
 sync) is handled at once. Order cannot suffer: an ack only moves a *pending* row to
