@@ -390,9 +390,12 @@ class NotificationConsumer(AsyncWebsocketConsumer):
             updated=missed.updated,
             next_since=missed.next,
         )
-        await self.send_json(
-            events.fit_missed_frame(answer, self.max_frame_bytes, after=frame.since)
-        )
+        # Encoded once; only an answer over the frame limit (rare) is cut and encoded again.
+        text = json.dumps(answer, separators=(",", ":"))  # ASCII: its length is its bytes
+        if len(text) > self.max_frame_bytes:
+            cut = events.fit_missed_frame(answer, self.max_frame_bytes, after=frame.since)
+            text = json.dumps(cut, separators=(",", ":"))
+        await self.send(text_data=text)
 
     # ---- channel layer → client (called by the process's LocalHub) ---------------------
 
