@@ -20,12 +20,15 @@ from typing import Any, Protocol
 
 from channels.layers import BaseChannelLayer, get_channel_layer
 
+from notifications import layer_receive
 from notifications.deadlines import HANDSHAKE_JOIN_SECONDS, HUB_RECEIVE_SECONDS, HUB_WRITE_SECONDS
 
 logger = logging.getLogger(__name__)
 
 # Sockets served between two yields to the event loop during one fan-out.
 YIELD_EVERY = 50
+# Events of one drained batch fanned out between two yields (each may reach one socket only).
+YIELD_EVERY_EVENTS = 10
 # channels-redis forgets group members after group_expiry (a day by default): the hub re-adds
 # its groups this often. A restarted Redis forgets them at once, but it also breaks the hub's
 # receive, after which the hub re-adds them straight away.
@@ -59,6 +62,8 @@ class LocalHub:
     def __init__(self, layer: BaseChannelLayer, encode: FrameEncoder) -> None:
         self.layer = layer
         self.encode = encode
+        # channels-redis: messages queued behind the first are taken in batches.
+        self._drains = layer_receive.supports_drain(layer)
         self.channel: str | None = None
         self.members: dict[str, set[Member]] = {}
         self._task: asyncio.Task[None] | None = None
@@ -314,14 +319,44 @@ class LocalHub:
                     await self.refresh(force=True)
                 continue
             delay = RETRY_MIN_SECONDS
-            try:
-                await self.fan_out(event)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                logger.exception("Fan-out of a %s event failed", event.get("type"))
+            await self._fan_out_safely(event)
+            # The messages queued behind this one come in batches (layer_receive): one
+            # round trip for a burst, not four each.
+            while True:
+                with contextlib.suppress(Exception):
+                    await self.refresh()
+                if not await self._drain_batch(channel):
+                    break
+
+    async def _fan_out_safely(self, event: dict[str, Any]) -> None:
+        try:
+            await self.fan_out(event)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("Fan-out of a %s event failed", event.get("type"))
+
+    async def _drain_batch(self, channel: str) -> bool:
+        """Fan out one batch of the messages waiting; False when none waited (or Redis
+        failed: the blocking receive takes over, and the batch is back in the queue)."""
+        if not self._drains:
+            return False
+        try:
+            async with asyncio.timeout(HUB_WRITE_SECONDS):
+                batch = await layer_receive.drain(self.layer, channel)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            logger.warning("Taking queued fan-out messages failed (%r)", exc)
             with contextlib.suppress(Exception):
-                await self.refresh()
+                async with asyncio.timeout(HUB_WRITE_SECONDS):
+                    await layer_receive.restore(self.layer, channel)
+            return False
+        for index, event in enumerate(batch, start=1):
+            await self._fan_out_safely(event)
+            if index % YIELD_EVERY_EVENTS == 0:
+                await asyncio.sleep(0)
+        return bool(batch)
 
     async def fan_out(self, event: dict[str, Any]) -> int:
         """Hand one event to every local member of its group; return how many got it."""
