@@ -2241,20 +2241,22 @@
 
   function startPing() {
     stopPing();
-    pingTimer = window.setInterval(function () {
+    // Each ping ±15% of PING_EVERY: pages that reconnected together (a daphne restart)
+    // drift apart instead of pinging the server all in the same instant every period.
+    pingTimer = window.setTimeout(function () {
+      startPing();
       if (!send({ type: "ping" })) return;
-      window.clearTimeout(pongTimer);
       pongTimer = window.setTimeout(function () {
         // No pong: the connection is dead even if the browser has not noticed.
         var ws = socket;
         dropped(1006);
         if (ws) try { ws.close(); } catch (e) { /* already closing */ }
       }, PONG_WAIT);
-    }, PING_EVERY);
+    }, PING_EVERY * (0.85 + Math.random() * 0.3));
   }
 
   function stopPing() {
-    window.clearInterval(pingTimer);
+    window.clearTimeout(pingTimer);
     window.clearTimeout(pongTimer);
   }
 

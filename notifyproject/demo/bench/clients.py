@@ -267,14 +267,19 @@ class Clients:
             await ws.send(_dumps(frame))
 
     async def _ping_forever(self) -> None:
+        """Send each socket's ping at its own time, as browsers do (each bell pings on its
+        own timer): a one-second tick sent a thirtieth of all pings at once, a burst of
+        database calls in daphne every second that real traffic does not make."""
         while True:
-            await asyncio.sleep(1.0)
             now = time.monotonic()
-            for key, due in list(self.next_ping.items()):
+            due = [(at, key) for key, at in self.next_ping.items() if at <= now]
+            for _, key in sorted(due):
                 ws = self.sockets.get(key)
-                if ws is not None and due <= now:
+                if ws is not None:
                     self.next_ping[key] = now + PING_EVERY
                     await self._send(ws, {"type": "ping"})
+            upcoming = min(self.next_ping.values(), default=now + 1.0)
+            await asyncio.sleep(min(1.0, max(0.005, upcoming - time.monotonic())))
 
     async def collect(self, command: dict[str, Any]) -> dict[str, Any]:
         expect = int(command.get("expect", 0))
