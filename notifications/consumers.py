@@ -40,6 +40,11 @@ from notifications.services import (
 )
 from notifications.throttle import TokenBucket
 
+try:  # daphne's WebSocket protocol: sending on a socket the browser has just closed
+    from autobahn.exception import Disconnected as PeerDisconnected
+except ImportError:  # another ASGI server
+    PeerDisconnected = ()  # type: ignore[assignment,misc]
+
 logger = logging.getLogger(__name__)
 
 # Close codes: HTTP's, plus 4000 (autobahn accepts only 1000 and 3000-4999).
@@ -264,7 +269,8 @@ class NotificationConsumer(AsyncWebsocketConsumer):
         except Exception as exc:
             # A database hiccup must not kill the socket: say so, and let the client retry.
             # (A socket the browser closed meanwhile needs no answer and no alarm.)
-            if self.closed:
+            # An answer to a socket that closed while we worked: the disconnect is on its way.
+            if self.closed or isinstance(exc, PeerDisconnected):
                 return
             if database_unavailable(exc):
                 # An outage is one line per frame, not a traceback each (the listener logs it).

@@ -481,3 +481,31 @@ async def test_sync_follows_dispatch_order_so_a_late_scheduled_one_is_not_skippe
     missed = await receive_type(communicator, "missed")
     assert [n["id"] for n in missed["notifications"]] == [early.pk]
     await communicator.disconnect()
+
+
+async def test_an_answer_to_a_socket_the_browser_just_closed_is_no_error(monkeypatch, caplog):
+    from autobahn.exception import Disconnected
+
+    from notifications.consumers import NotificationConsumer
+
+    real_on_ping = NotificationConsumer.on_ping
+    calls = []
+
+    async def on_ping_after_the_browser_left(self, frame):
+        calls.append(frame)
+        if len(calls) == 1:  # the first pong goes to a protocol daphne has closed
+            raise Disconnected("Attempt to send on a closed protocol")
+        await real_on_ping(self, frame)
+
+    monkeypatch.setattr(NotificationConsumer, "on_ping", on_ping_after_the_browser_left)
+    user = await sync_to_async(UserFactory)()
+    communicator, _ = await connect(user)
+    caplog.set_level("INFO", logger="notifications.consumers")
+    await communicator.send_json_to({"type": "ping"})
+    await communicator.send_json_to({"type": "ping"})
+    # No "server_error" for the first (nobody is there to read it, and nothing failed):
+    # the very next frame is the second ping's pong.
+    assert (await communicator.receive_json_from(timeout=5))["type"] == "pong"
+    assert len(calls) == 2
+    assert not [r for r in caplog.records if r.levelname in ("ERROR", "WARNING")]
+    await communicator.disconnect()
