@@ -21,11 +21,11 @@ from notifications.batching import process_marks
 from notifications.dispatch import apush_read, apush_triage
 from notifications.events import ClientFrame, FrameError, UserId
 from notifications.fanout import LocalHub, encode_frame, get_hub
-from notifications.handshake_sql import auth_group_ids
+from notifications.handshake_sql import auth_group_ids, ping_rows, ping_rows_supported
 from notifications.middleware import TIMEZONE_COOKIE, zone_from_cookie
 from notifications.observe import aemit
 from notifications.origin import handshake_origin_allowed
-from notifications.preferences import muted_categories
+from notifications.preferences import muted_categories, muted_from
 from notifications.recalls import recent_changes
 from notifications.selectors import badge_state, missed_since
 from notifications.services import (
@@ -100,16 +100,34 @@ def ping_state(user_id: UserId, session: Any) -> PingState:
 
     Session and groups are checked on every ping because the pushes that would tell the
     socket (a logout, a membership change) are best effort: with Redis silent they are
-    dropped after a deadline rather than hold up the request that made them.
+    dropped after a deadline rather than hold up the request that made them. One statement
+    reads them all (``handshake_sql.ping_rows``) where the user model has the usual
+    ``is_active`` and ``is_staff`` fields; a database session is looked up in it too.
     """
-    unread, last_id = badge_state(user_id)
-    return PingState(
-        unread,
-        last_id,
-        groups_for_user(user_id),
-        _session_exists(session),
-        muted_categories(user_id),
-    )
+    if not ping_rows_supported():
+        unread, last_id = badge_state(user_id)
+        return PingState(
+            unread,
+            last_id,
+            groups_for_user(user_id),
+            _session_exists(session),
+            muted_categories(user_id),
+        )
+    key = getattr(session, "session_key", None)
+    stored = _database_session_model(session) if key is not None else None
+    rows = ping_rows(user_id, stored, key)
+    groups = None if rows.is_staff is None else user_groups(user_id, rows.is_staff, rows.group_ids)
+    alive = bool(rows.session_exists) if stored is not None else _session_exists(session)
+    return PingState(rows.unread, rows.last_id, groups, alive, muted_from(rows.bell_choices))
+
+
+def _database_session_model(session: Any) -> type | None:
+    """The model of a session whose ``exists()`` is the database backend's own query."""
+    from django.contrib.sessions.backends.db import SessionStore as DatabaseSession
+
+    if isinstance(session, DatabaseSession) and type(session).exists is DatabaseSession.exists:
+        return session.model
+    return None
 
 
 def _session_exists(session: Any) -> bool:
