@@ -125,7 +125,10 @@ def _database_session_model(session: Any) -> type | None:
     """The model of a session whose ``exists()`` is the database backend's own query."""
     from django.contrib.sessions.backends.db import SessionStore as DatabaseSession
 
-    if isinstance(session, DatabaseSession) and type(session).exists is DatabaseSession.exists:
+    # __class__, not type(): Channels' SessionMiddleware hands the session over in a
+    # LazyObject, which passes __class__ (and isinstance) through to the store.
+    kind = session.__class__
+    if issubclass(kind, DatabaseSession) and kind.exists is DatabaseSession.exists:
         return session.model
     return None
 

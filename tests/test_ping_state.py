@@ -100,6 +100,17 @@ def test_sessions_stored_elsewhere_are_asked_their_own_way(backend):
     assert ping_state(user.pk, session).session_alive is True
 
 
+def test_a_session_handed_over_lazily_as_channels_does_is_looked_up_in_the_statement():
+    from django.utils.functional import SimpleLazyObject
+
+    user = UserFactory()
+    stored = database_session(user)
+    lazy = SimpleLazyObject(lambda: DatabaseSession(stored.session_key))
+    assert consumers._database_session_model(lazy) is DatabaseSession.get_model_class()
+    assert ping_state(user.pk, lazy) == orm_ping_state(user.pk, lazy)
+    assert ping_state(user.pk, lazy).session_alive is True
+
+
 def test_a_socket_without_a_session_key_is_alive_as_before():
     user = UserFactory()
     assert ping_state(user.pk, None) == orm_ping_state(user.pk, None)
