@@ -101,9 +101,19 @@ def expect_group_row(bell: Bell, count: int, actors_text: str) -> None:
     expect(row.locator(".nbell-actors")).to_have_text(actors_text)
 
 
-def frames_sent(page: Page, sockets: Sockets) -> list[dict]:
-    """Every client frame the sockets of ``page`` sent (collected by ``watch_frames``)."""
-    return [frame for owner, frame in sockets.sent if owner is page]
+def frames_sent(page: Page, sockets: Sockets, kind: str, timeout: float = 5.0) -> list[dict]:
+    """The client frames of ``kind`` the sockets of ``page`` sent, once there is one.
+
+    Playwright hands its events to Python only while Python is inside one of its calls:
+    a frame sent while the test polled the database shows up at the next call, so wait in
+    Playwright (bounded) rather than read the list at once.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        found = [f for owner, f in sockets.sent if owner is page and f.get("type") == kind]
+        if found or time.monotonic() > deadline:
+            return found
+        page.wait_for_timeout(50)
 
 
 def watch_frames(sockets: Sockets) -> Sockets:
@@ -233,7 +243,7 @@ def test_read_done_and_unread_of_a_group_act_on_every_row_and_the_other_tab_foll
     # Read as one, from the follower: the leader's socket carries "group": true.
     action(follower, head.pk, "data-notification-read").click()
     delivered(user, 25, read_at__isnull=False)
-    reads = [f for f in frames_sent(leader.page, sockets) if f.get("type") == "read"]
+    reads = frames_sent(leader.page, sockets, "read")
     assert reads and reads[-1] == {"type": "read", "ids": [head.pk], "group": True}, reads
     assert Delivery.objects.get(user=user, notification=lone).read_at is None
     assert (
