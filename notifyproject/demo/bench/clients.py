@@ -38,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import heapq
 import json
 import os
 import random
@@ -76,6 +77,8 @@ class Clients:
         self.sockets: dict[int, ClientConnection] = {}
         self.readers: dict[int, asyncio.Task[None]] = {}
         self.next_ping: dict[int, float] = {}
+        # (due, key), earliest first; an entry whose due no longer matches next_ping is stale.
+        self.ping_queue: list[tuple[float, int]] = []
         self.syncing: set[int] = set()  # sockets whose sync has not been answered yet
         self.sync_answered = asyncio.Event()
         self.arrivals: list[tuple[int, int, float]] = []
@@ -153,7 +156,7 @@ class Clients:
             self.sockets[key] = ws
             self.readers[key] = asyncio.create_task(self._read(key, ws))
             if self.mode == "bell":
-                self.next_ping[key] = time.monotonic() + random.uniform(0, PING_EVERY)  # noqa: S311
+                self._plan_ping(key, time.monotonic() + random.uniform(0, PING_EVERY))  # noqa: S311
                 self.syncing.add(key)
                 self.cursors[key] = hello.get("last_id")
                 await self._send(ws, {"type": "sync", "since": hello.get("last_id")})
@@ -266,19 +269,25 @@ class Clients:
         with contextlib.suppress(ConnectionClosed):
             await ws.send(_dumps(frame))
 
+    def _plan_ping(self, key: int, at: float) -> None:
+        self.next_ping[key] = at
+        heapq.heappush(self.ping_queue, (at, key))
+
     async def _ping_forever(self) -> None:
         """Send each socket's ping at its own time, as browsers do (each bell pings on its
         own timer): a one-second tick sent a thirtieth of all pings at once, a burst of
-        database calls in daphne every second that real traffic does not make."""
+        database calls in daphne every second that real traffic does not make. A heap, so
+        this process (the measuring one) does not scan thousands of sockets per wake-up."""
         while True:
             now = time.monotonic()
-            due = [(at, key) for key, at in self.next_ping.items() if at <= now]
-            for _, key in sorted(due):
+            while self.ping_queue and self.ping_queue[0][0] <= now:
+                at, key = heapq.heappop(self.ping_queue)
                 ws = self.sockets.get(key)
-                if ws is not None:
-                    self.next_ping[key] = now + PING_EVERY
-                    await self._send(ws, {"type": "ping"})
-            upcoming = min(self.next_ping.values(), default=now + 1.0)
+                if ws is None or self.next_ping.get(key) != at:
+                    continue  # closed, or planned again since
+                self._plan_ping(key, now + PING_EVERY)
+                await self._send(ws, {"type": "ping"})
+            upcoming = self.ping_queue[0][0] if self.ping_queue else now + 1.0
             await asyncio.sleep(min(1.0, max(0.005, upcoming - time.monotonic())))
 
     async def collect(self, command: dict[str, Any]) -> dict[str, Any]:
@@ -326,6 +335,7 @@ class Clients:
             self.sockets.clear()
             self.readers.clear()
             self.next_ping.clear()
+            self.ping_queue.clear()
             self.syncing.clear()
             self.cursors.clear()
             self.held.clear()
