@@ -105,20 +105,25 @@ def ping_state(user_id: UserId, session: Any) -> PingState:
     ``is_active`` and ``is_staff`` fields; a database session is looked up in it too.
     """
     if not ping_rows_supported():
-        unread, last_id = badge_state(user_id)
-        return PingState(
-            unread,
-            last_id,
-            groups_for_user(user_id),
-            _session_exists(session),
-            muted_categories(user_id),
-        )
+        return ping_state_by_queries(user_id, session)
     key = getattr(session, "session_key", None)
     stored = _database_session_model(session) if key is not None else None
     rows = ping_rows(user_id, stored, key)
     groups = None if rows.is_staff is None else user_groups(user_id, rows.is_staff, rows.group_ids)
     alive = bool(rows.session_exists) if stored is not None else _session_exists(session)
     return PingState(rows.unread, rows.last_id, groups, alive, muted_from(rows.bell_choices))
+
+
+def ping_state_by_queries(user_id: UserId, session: Any) -> PingState:
+    """``ping_state`` one query at a time, for user models ``ping_rows`` cannot read."""
+    unread, last_id = badge_state(user_id)
+    return PingState(
+        unread,
+        last_id,
+        groups_for_user(user_id),
+        _session_exists(session),
+        muted_categories(user_id),
+    )
 
 
 def _database_session_model(session: Any) -> type | None:

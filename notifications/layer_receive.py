@@ -57,8 +57,15 @@ def supports_drain(layer: Any) -> bool:
     """Whether ``layer`` is a channels-redis core layer whose queue this module can read."""
     return all(
         hasattr(layer, name)
-        for name in ("prefix", "non_local_name", "consistent_hash", "connection", "deserialize")
-    ) and hasattr(layer, "receive_buffer")
+        for name in (
+            "prefix",
+            "non_local_name",
+            "consistent_hash",
+            "connection",
+            "deserialize",
+            "receive_buffer",
+        )
+    )
 
 
 def _keys(layer: Any, channel: str) -> tuple[int, str, str]:

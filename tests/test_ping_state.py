@@ -7,25 +7,13 @@ from django.contrib.sessions.backends.signed_cookies import SessionStore as Cook
 from django.utils import timezone
 
 from notifications import consumers
-from notifications.consumers import PingState, ping_state
+from notifications.consumers import ping_state, ping_state_by_queries
 from notifications.handshake_sql import ping_rows, ping_rows_supported
 from notifications.models import CategoryPreference, Delivery, DeliveryState, Notification
 from notifications.services import deliveries_record
 from tests.factories import GroupFactory, StaffFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
-
-
-def orm_ping_state(user_id, session) -> PingState:
-    """The five ORM queries a ping ran before ``ping_rows``: the reference."""
-    unread, last_id = consumers.badge_state(user_id)
-    return PingState(
-        unread,
-        last_id,
-        consumers.groups_for_user(user_id),
-        consumers._session_exists(session),
-        consumers.muted_categories(user_id),
-    )
 
 
 def delivered(user, **fields):
@@ -59,7 +47,7 @@ def test_a_user_with_groups_mutes_and_a_mixed_inbox():
     CategoryPreference.objects.create(user=user, category="digest", bell=True)
     session = database_session(user)
     state = ping_state(user.pk, session)
-    assert state == orm_ping_state(user.pk, session)
+    assert state == ping_state_by_queries(user.pk, session)
     assert state.unread == 4  # three alone, one group counted once; read and expired not
     assert state.session_alive is True
     assert state.muted == {"mentions"}
@@ -70,7 +58,7 @@ def test_a_new_user_with_nothing_yet():
     user = UserFactory()
     session = database_session(user)
     state = ping_state(user.pk, session)
-    assert state == orm_ping_state(user.pk, session)
+    assert state == ping_state_by_queries(user.pk, session)
     assert (state.unread, state.last_id) == (0, None)
 
 
@@ -79,14 +67,14 @@ def test_a_deleted_session_and_an_inactive_or_deleted_user():
     session = database_session(user)
     DatabaseSession().delete(session.session_key)
     assert ping_state(user.pk, session).session_alive is False
-    assert ping_state(user.pk, session) == orm_ping_state(user.pk, session)
+    assert ping_state(user.pk, session) == ping_state_by_queries(user.pk, session)
     type(user).objects.filter(pk=user.pk).update(is_active=False)
     assert ping_state(user.pk, session).groups is None
-    assert ping_state(user.pk, session) == orm_ping_state(user.pk, session)
+    assert ping_state(user.pk, session) == ping_state_by_queries(user.pk, session)
     gone = user.pk
     user.delete()
     assert ping_state(gone, session).groups is None
-    assert ping_state(gone, session) == orm_ping_state(gone, session)
+    assert ping_state(gone, session) == ping_state_by_queries(gone, session)
 
 
 @pytest.mark.parametrize("backend", [CookieSession, CacheSession], ids=["cookie", "cache"])
@@ -96,7 +84,7 @@ def test_sessions_stored_elsewhere_are_asked_their_own_way(backend):
     session = backend()
     session["_auth_user_id"] = str(user.pk)
     session.save()
-    assert ping_state(user.pk, session) == orm_ping_state(user.pk, session)
+    assert ping_state(user.pk, session) == ping_state_by_queries(user.pk, session)
     assert ping_state(user.pk, session).session_alive is True
 
 
@@ -107,13 +95,13 @@ def test_a_session_handed_over_lazily_as_channels_does_is_looked_up_in_the_state
     stored = database_session(user)
     lazy = SimpleLazyObject(lambda: DatabaseSession(stored.session_key))
     assert consumers._database_session_model(lazy) is DatabaseSession.get_model_class()
-    assert ping_state(user.pk, lazy) == orm_ping_state(user.pk, lazy)
+    assert ping_state(user.pk, lazy) == ping_state_by_queries(user.pk, lazy)
     assert ping_state(user.pk, lazy).session_alive is True
 
 
 def test_a_socket_without_a_session_key_is_alive_as_before():
     user = UserFactory()
-    assert ping_state(user.pk, None) == orm_ping_state(user.pk, None)
+    assert ping_state(user.pk, None) == ping_state_by_queries(user.pk, None)
 
 
 def test_the_rows_say_when_the_session_was_not_asked():
