@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any, NamedTuple
 
+from channels.consumer import get_handler_name
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.contrib.auth import get_user_model
 from django.contrib.sessions.backends.signed_cookies import SessionStore as SignedCookieSession
@@ -238,9 +241,44 @@ class NotificationConsumer(AsyncWebsocketConsumer):
         for event, frame in early or ():
             await self.deliver(event, frame)
 
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """Channels' own, minus a task and an ``asyncio.wait`` per frame.
+
+        Channels waits on the server's receive and the socket's own layer channel at once,
+        wrapping each in a new task for every message; this consumer has no layer channel
+        (its process's hub delivers), so its one input is the server's receive. A broadcast
+        answered by thousands of browsers (an ack, a seen mark each) spent an eighth of
+        daphne's event loop in that wrapping.
+        """
+        self.scope = scope
+        self.channel_layer = None
+        self.base_send = send
+        with contextlib.suppress(StopConsumer):
+            while True:
+                await self.dispatch(await receive())
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        """Channels' dispatch without its ``aclose_old_connections`` before every message.
+
+        Channels 4.2+ runs ``close_old_connections`` before each handler on asgiref's one
+        thread-sensitive thread: every frame of every socket of the process (an ack and a
+        seen mark per browser per broadcast) queued for that one thread, a round trip
+        through it each, and the GIL handed back and forth for nothing. The event loop's
+        thread holds no connection here (the ORM refuses to run on it), and every database
+        call of this consumer goes through ``db_async``, whose thread closes its own old
+        connections before and after the call.
+        """
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
+
     async def websocket_disconnect(self, message: dict[str, Any]) -> None:
+        # Channels' own also discards self.groups (none: the hub holds the memberships)
+        # and takes the same thread hop as dispatch did.
         self.closed = True
-        await super().websocket_disconnect(message)
+        await self.disconnect(message["code"])
+        raise StopConsumer()
 
     async def disconnect(self, code: int) -> None:
         self.closed = True
@@ -285,7 +323,7 @@ class NotificationConsumer(AsyncWebsocketConsumer):
             await self.close(code=CLOSE_TOO_MANY)
             return
         try:
-            frame = events.parse_client_frame(text_data, max_ids=self.max_ids, zone=self._zone())
+            frame = events.parse_client_frame(text_data, max_ids=self.max_ids, zone=self.zone)
         except FrameError as exc:
             await self.send_json(events.error_frame(exc.code, exc.detail))
             return
@@ -331,19 +369,19 @@ class NotificationConsumer(AsyncWebsocketConsumer):
         self.muted = state.muted
         await self.send_json(events.pong_frame(state.last_id, state.unread))
 
-    def _zone(self) -> Any:
+    @functools.cached_property
+    def zone(self) -> Any:
         """The user's time zone (the bell's ``tz`` cookie): a snooze time without an offset
-        is read in it."""
+        is read in it. The handshake's cookies are the socket's for its whole life, so they
+        are read once, not at every frame."""
         cookies = self.scope.get("cookies") or cookies_from_headers(self.scope.get("headers", ()))
         return zone_from_cookie(cookies.get(TIMEZONE_COOKIE))
 
     async def on_ack(self, frame: ClientFrame) -> None:
         # Written with the acks of the process's other sockets within ACK_WINDOW, without
         # holding this socket's next frame up (batching.py).
-        user, ids = str(self.user_id), list(frame.ids)
-        process_marks().mark_delivered(
-            self.user_id, frame.ids, lambda: aemit("delivered", user=user, ids=ids)
-        )
+        # watch_notifications hears "delivered" when the batch commits.
+        process_marks().mark_delivered(self.user_id, frame.ids)
 
     async def on_read(self, frame: ClientFrame) -> None:
         await self._after_read(

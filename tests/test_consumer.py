@@ -509,3 +509,31 @@ async def test_an_answer_to_a_socket_the_browser_just_closed_is_no_error(monkeyp
     assert len(calls) == 2
     assert not [r for r in caplog.records if r.levelname in ("ERROR", "WARNING")]
     await communicator.disconnect()
+
+
+async def test_frames_take_no_hop_through_channels_connection_cleanup(monkeypatch):
+    """Channels' dispatch runs ``close_old_connections`` on asgiref's one thread-sensitive
+    thread before every message: every frame of every socket of a process queued for that
+    one thread. This consumer's database calls clean up in their own threads (db_async), so
+    its handshake, frames and close must not take that hop."""
+    import channels.consumer
+    import channels.generic.websocket
+
+    hops = []
+
+    async def counted() -> None:
+        hops.append(1)
+
+    monkeypatch.setattr(channels.consumer, "aclose_old_connections", counted)
+    monkeypatch.setattr(channels.generic.websocket, "aclose_old_connections", counted)
+    user = await sync_to_async(UserFactory)()
+    mine = await delivered_notification(user)
+    communicator, _ = await connect(user)
+    for _ in range(5):
+        await communicator.send_json_to({"type": "ack", "ids": [mine.pk]})
+        await communicator.send_json_to({"type": "seen", "ids": [mine.pk]})
+    await assert_still_open(communicator)
+    await communicator.send_json_to({"type": "sync", "since": None})
+    assert (await receive_type(communicator, "missed"))["notifications"][0]["id"] == mine.pk
+    await communicator.disconnect()
+    assert hops == []
