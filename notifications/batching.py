@@ -11,7 +11,7 @@ does per window what it used to do per browser and per push.
 Neither an ack nor a seen mark holds its socket up: the socket's next frame (a read, a
 sync) is handled at once. Order cannot suffer: an ack only moves a *pending* row to
 delivered, so one written after a read of the same row changes nothing. What an ack batch
-changed is told to ``watch_notifications`` when it commits (``on_delivered``); a batch that
+changed is told to ``watch_notifications`` when it commits, one event per user; a batch that
 fails is logged, and those rows stay pending: the next sync or ack writes them again (a sync
 records what is in flight). A seen mark only feeds stats: one lost with a process that stops
 within its window is not worth a flush on the way down.
@@ -24,6 +24,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable
 
 from notifications.events import UserId
+from notifications.observe import aemit
 from notifications.services import (
     adeliveries_mark_delivered_many,
     adeliveries_mark_seen_many,
@@ -42,11 +43,23 @@ Marks = dict[int, set[UserId]]
 
 
 class BatchedMarks:
-    """Collects {notification id: users} and writes each window's batch with ``write``."""
+    """Collects {notification id: users} and writes each window's batch with ``write``.
 
-    def __init__(self, write: Callable[[Marks], Awaitable[int]], window: float) -> None:
+    ``after`` runs once a batch has committed and changed rows (with the batch's marks); a
+    failed batch is logged once, whoever added to it.
+    """
+
+    def __init__(
+        self,
+        write: Callable[[Marks], Awaitable[int]],
+        window: float,
+        what: str = "marks",
+        after: Callable[[Marks], Awaitable[None]] | None = None,
+    ) -> None:
         self.write = write
         self.window = window
+        self.what = what
+        self.after = after
         self.pending: Marks = {}
         self.batch: asyncio.Future[int] | None = None
         self._writing: set[asyncio.Task[None]] = set()  # held: the loop keeps weak refs
@@ -73,77 +86,57 @@ class BatchedMarks:
         try:
             changed = await self.write(marks) if marks else 0
         except Exception as exc:
+            logger.warning("Could not record a batch of %s: %r", self.what, exc)
             batch.set_exception(exc)
             batch.add_done_callback(_retrieve)  # nobody may be awaiting (seen marks)
-        else:
-            batch.set_result(changed)
+            return
+        batch.set_result(changed)
+        if changed and self.after is not None:
+            try:
+                await self.after(marks)
+            except Exception:
+                logger.exception("After a batch of %s", self.what)
 
 
 def _retrieve(batch: asyncio.Future[int]) -> None:
-    exc = batch.exception()
-    if exc is not None:
-        logger.debug("A batch of marks was not written: %r", exc)
+    batch.exception()
+
+
+async def tell_watchers_delivered(marks: Marks) -> None:
+    """One ``delivered`` watch event per user of a committed ack batch, in one task.
+
+    One task per batch, not one per ack: after a broadcast, 5,000 tasks each asked Redis at
+    once whether anyone watches, each on a connection of its own. One after the other, the
+    first answer ("nobody") lets the rest skip at the cost of a clock read (observe.py).
+    """
+    by_user: dict[UserId, list[int]] = {}
+    for notification_id, users in marks.items():
+        for user_id in users:
+            by_user.setdefault(user_id, []).append(notification_id)
+    for user_id, ids in by_user.items():
+        await aemit("delivered", user=str(user_id), ids=sorted(ids))
 
 
 class ProcessMarks:
     """This event loop's two batchers: acks and seen marks; nobody waits for either."""
 
     def __init__(self) -> None:
-        self.acks = BatchedMarks(adeliveries_mark_delivered_many, ACK_WINDOW)
-        self.seen = BatchedMarks(adeliveries_mark_seen_many, SEEN_WINDOW)
+        self.acks = BatchedMarks(
+            adeliveries_mark_delivered_many, ACK_WINDOW, "acks", after=tell_watchers_delivered
+        )
+        self.seen = BatchedMarks(adeliveries_mark_seen_many, SEEN_WINDOW, "seen marks")
 
-    def mark_seen(self, user_id: UserId, ids: Iterable[int]) -> None:
-        batch = self.seen.add(user_id, ids)
-        batch.add_done_callback(_log_failure("seen marks"))
+    def mark_seen(self, user_id: UserId, ids: Iterable[int]) -> asyncio.Future[int]:
+        """Queue seen marks; return their batch's future (rows it changed, others' included)."""
+        return self.seen.add(user_id, ids)
 
-    def mark_delivered(
-        self,
-        user_id: UserId,
-        ids: Iterable[int],
-        on_delivered: Callable[[], Awaitable[None]] | None = None,
-    ) -> asyncio.Future[int]:
+    def mark_delivered(self, user_id: UserId, ids: Iterable[int]) -> asyncio.Future[int]:
         """Queue acks; return their batch's future (rows it changed, others' included).
 
-        ``on_delivered`` runs once the batch has committed and changed a row.
+        Once the batch has committed and changed rows, ``watch_notifications`` hears one
+        ``delivered`` per user of the batch.
         """
-        batch = self.acks.add(user_id, ids)
-        batch.add_done_callback(_log_failure("acks"))
-        if on_delivered is not None:
-            batch.add_done_callback(_then(on_delivered))
-        return batch
-
-
-def _log_failure(what: str) -> Callable[[asyncio.Future[int]], None]:
-    def log(batch: asyncio.Future[int]) -> None:
-        if not batch.cancelled() and batch.exception() is not None:
-            logger.warning("Could not record a batch of %s: %r", what, batch.exception())
-
-    return log
-
-
-def _then(
-    follow: Callable[[], Awaitable[None]],
-) -> Callable[[asyncio.Future[int]], None]:
-    """A done-callback that runs ``follow()`` as a task if the batch changed rows."""
-
-    def done(batch: asyncio.Future[int]) -> None:
-        if batch.cancelled() or batch.exception() is not None or not batch.result():
-            return
-        task = asyncio.get_running_loop().create_task(_logged(follow))
-        _following.add(task)
-        task.add_done_callback(_following.discard)
-
-    return done
-
-
-async def _logged(follow: Callable[[], Awaitable[None]]) -> None:
-    try:
-        await follow()
-    except Exception:
-        logger.exception("Telling the watchers of a batch of acks failed")
-
-
-_following: set[asyncio.Task[None]] = set()  # held: the loop keeps weak refs to tasks
+        return self.acks.add(user_id, ids)
 
 
 _marks: dict[asyncio.AbstractEventLoop, ProcessMarks] = {}

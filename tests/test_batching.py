@@ -164,3 +164,72 @@ async def test_seen_marks_are_written_within_their_window(caplog) -> None:
             break
     else:
         raise AssertionError("the seen marks were never written")
+
+
+async def test_after_runs_once_per_committed_batch_that_changed_rows(caplog) -> None:
+    results = iter([2, 0])
+    told: list[dict] = []
+
+    async def write(marks) -> int:
+        result = next(results, None)
+        if result is None:
+            raise RuntimeError("database away")
+        return result
+
+    async def after(marks) -> None:
+        told.append(marks)
+
+    batcher = BatchedMarks(write, window=0.01, what="acks", after=after)
+    first = [batcher.add(user, [7]) for user in ("a", "b")]
+    assert await asyncio.gather(*first) == [2, 2]
+    await asyncio.sleep(0.01)  # ``after`` runs in the batch's task, right after its result
+    assert told == [{7: {"a", "b"}}]
+    assert await batcher.add("c", [8]) == 0  # changed nothing: nobody is told
+    caplog.set_level("WARNING", logger="notifications.batching")
+    failing = [batcher.add(user, [9]) for user in ("a", "b", "c")]
+    for batch in failing:
+        with pytest.raises(RuntimeError):
+            await batch
+    assert told == [{7: {"a", "b"}}]
+    # One warning for the failed batch, not one per socket that added to it.
+    assert [r.getMessage() for r in caplog.records] == [
+        "Could not record a batch of acks: RuntimeError('database away')"
+    ]
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_committed_ack_batch_tells_watchers_once_per_user(redis_client) -> None:
+    """watch_notifications hears one ``delivered`` per user of a batch, with that user's
+    ids, through real Redis pub/sub."""
+    import json
+    import time
+
+    from notifications import observe
+
+    users = await sync_to_async(UserFactory.create_batch)(3)
+    first = await sync_to_async(broadcast_to)(users)
+    second = await sync_to_async(broadcast_to)(users)
+    observe.reset()
+    pubsub = redis_client.pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe(observe.watch_channel())
+    try:
+        marks = ProcessMarks()
+        marks.mark_delivered(users[0].pk, [first.pk, second.pk])
+        batch = marks.mark_delivered(users[1].pk, [second.pk])
+        assert await batch == 3
+        heard: list[dict] = []
+        deadline = time.monotonic() + 5
+        while len(heard) < 2 and time.monotonic() < deadline:
+            message = await sync_to_async(pubsub.get_message)(timeout=0.1)
+            if message is not None:
+                heard.append(json.loads(message["data"]))
+        await asyncio.sleep(0.2)
+        assert await sync_to_async(pubsub.get_message)(timeout=0.2) is None  # nothing more
+    finally:
+        pubsub.close()
+        observe.reset()
+    by_user = {event["user"]: event["ids"] for event in heard if event["event"] == "delivered"}
+    assert by_user == {
+        str(users[0].pk): sorted([first.pk, second.pk]),
+        str(users[1].pk): [second.pk],
+    }
