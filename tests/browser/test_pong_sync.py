@@ -8,15 +8,19 @@ without the channel layer), on a daphne whose bells ping every PING seconds.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 from playwright.sync_api import expect
 
+from notifications import events
 from notifications.models import Notification
 from notifications.services import deliveries_record, notify
 from tests import processes
@@ -27,9 +31,10 @@ from tests.faults.browser_pages import BELL_PING_SETTINGS, HOOKS
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 PING = 2.0  # this daphne's BELL_PING_INTERVAL, in seconds
-# A recovery must come at the first pong after the row: within PING, plus the pong's and the
-# sync's round trips and the rendering, generous for a loaded machine.
-WITHIN = PING + 3.0
+PONG_GRACE = 2.0  # bell.js's: a pong naming an id the page lacks is judged this much later
+# A recovery must come at the first pong after the row: within PING, plus the grace, the
+# pong's and the sync's round trips and the rendering, generous for a loaded machine.
+WITHIN = PING + PONG_GRACE + 3.0
 
 
 @pytest.fixture(scope="module")
@@ -130,3 +135,31 @@ def test_a_lost_push_before_one_that_arrived_is_still_recovered(new_context, pin
     assert lost.pk not in state["pushed"]
     bell.expect_unread(2)
     expect(bell.items).to_have_count(2)
+
+
+def test_a_pong_that_overtakes_its_push_waits_for_it(new_context, pinging_daphne):
+    """A broadcast's rows are in the database before the last of its sockets gets the push,
+    so a pong may name an id whose push is still coming. The page waits PONG_GRACE for it:
+    no sync, and the push's count is added once, not on top of the pong's."""
+    user = UserFactory()
+    bell = open_bell(new_context, pinging_daphne, user)
+    before = hook(bell)
+
+    late = delivered_without_a_push(user, "Pushed late")
+    deadline = time.monotonic() + WITHIN
+    while hook(bell)["heldPongs"] <= before["heldPongs"]:
+        assert time.monotonic() < deadline, "no pong named the row"
+        time.sleep(0.05)
+    # The push comes now, after the pong that named it, well within the grace.
+    group = events.user_group(user.pk)
+    payload = events.serialize_notification(late)
+    # (In a thread of its own: Playwright's sync API keeps an event loop in this one.)
+    event = events.layer_created_event(payload, group)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(asyncio.run, get_channel_layer().group_send(group, event)).result()
+    expect(bell.item(late.pk)).to_have_count(1, timeout=PONG_GRACE * 1000)
+    time.sleep(PONG_GRACE + 0.5)  # past the held pong's judgement
+    after = hook(bell)
+    assert late.pk in after["pushed"] and late.pk not in after["synced"]
+    assert after["gapSyncs"] == before["gapSyncs"], "it synced although the push came"
+    bell.expect_unread(1)

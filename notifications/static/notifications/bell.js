@@ -357,10 +357,15 @@
   // Notice a silently dead connection, or a lost push, within ~40 s (tests set it shorter).
   var PING_EVERY = Number(root.getAttribute("data-ping-every")) || 30000;
   var PONG_WAIT = 10000;
+  var PONG_GRACE = 2000;          // how long a push may trail the pong that names it
   var CONFIRM_WAIT = 1500;        // how long a change waits for the socket before asking HTTP
   var ACK_DELAY = 250;            // batch acks: at most four frames a second, whatever arrives
+  // Plus up to this much at random: every browser gets a broadcast at once, and acks that all
+  // came back 250 ms later met the server still pushing it to the rest (seen marks likewise).
+  var ACK_SPREAD = 750;
   var EARLY_PING = 2000;          // after a hello: see the "hello" frame
   var SEEN_DELAY = 2000;          // seen ids are batched too; nothing waits for them
+  var SEEN_SPREAD = 2000;
   var MAX_IDS = 500;              // the server's per-frame cap (NOTIFICATIONS["MAX_IDS"])
   var STABLE_AFTER = 5000;        // a socket up this long resets the backoff
   var SYNC_GAP = 2000;            // flicking between tabs must not flood the server with syncs
@@ -457,6 +462,8 @@
   var seen = null;                // only with the hook on: {push: Set, sync: Set, twice: N}
   var gapSyncs = 0;               // syncs sent because a pong named an id past the cursor
   var reconciles = 0;             // first pages fetched because a pong's count drifted
+  var heldPongs = 0;              // pongs judged PONG_GRACE later (they named an id not held)
+  var pongGraceTimer = null;
   if (window.__nbellTestHooks === true && !window.__nbell) {
     seen = { push: new Set(), sync: new Set(), twice: 0 };
     window.__nbell = Object.freeze({
@@ -470,6 +477,7 @@
           unread: unread,
           gapSyncs: gapSyncs,
           reconciles: reconciles,
+          heldPongs: heldPongs,
           connected: owner() ? !!(socket && socket.readyState === WebSocket.OPEN)
             : leaderState === "open",
           role: role,
@@ -1189,7 +1197,9 @@
   var ackTimer = null;
   function ack(ids) {
     ackQueue.push.apply(ackQueue, ids);
-    if (ackQueue.length && ackTimer === null) ackTimer = window.setTimeout(flushAcks, ACK_DELAY);
+    if (ackQueue.length && ackTimer === null) {
+      ackTimer = window.setTimeout(flushAcks, ACK_DELAY + Math.random() * ACK_SPREAD);
+    }
   }
 
   function flushAcks() {
@@ -1211,7 +1221,9 @@
       seenSent.add(id);
       seenQueue.push(id);
     });
-    if (seenQueue.length && seenTimer === null) seenTimer = window.setTimeout(flushSeen, SEEN_DELAY);
+    if (seenQueue.length && seenTimer === null) {
+      seenTimer = window.setTimeout(flushSeen, SEEN_DELAY + Math.random() * SEEN_SPREAD);
+    }
   }
 
   function flushSeen() {
@@ -1910,6 +1922,8 @@
         greeted = true;
         setState("open");
         setUnread(msg.unread);
+        window.clearTimeout(pongGraceTimer); // this sync brings what a held pong named
+        pongGraceTimer = null;
         sync(true);
         // One early ping: its pong's count and last id put right what was dispatched while
         // this socket joined its groups (a new leader taking over), without waiting a
@@ -1995,34 +2009,8 @@
       }
       case "pong":
         window.clearTimeout(pongTimer);
-        // Pushes travel at most once. The server names the last notification it delivered
-        // to us and our unread count: if we never got that one, a push was lost — sync
-        // (its items are already in this count, so they add nothing).
-        var drifted = typeof msg.unread === "number" && msg.unread !== unread;
-        // More unread than this page can explain: something reached the server and not the
-        // page (a hole before a push that did arrive, a burst the layer dropped).
-        var countShort = typeof msg.unread === "number" && msg.unread > unread;
-        if (typeof msg.unread === "number") setUnread(msg.unread);
-        var syncing = syncQueue.length > 0; // its answer will bring what is new, as news
-        // A push was lost if the pong names a last id this page does not hold, or counts
-        // more unread than the page does (a hole before a push that arrived). Comparing
-        // with the cursor alone, which stays behind rows younger than SYNC_SETTLE_SECONDS,
-        // sent nearly every pong after a push syncing: a query and a write per browser per
-        // minute of news, for nothing.
-        var gap = msg.last_id != null && msg.last_id !== lastId &&
-          (!holds(msg.last_id) || countShort) && !syncing;
-        if (gap) {
-          gapSyncs += 1;
-          sync(true);
-        }
-        if (drifted && loaded) {
-          // A count we cannot explain: a read, Done, snooze or unarchive elsewhere whose push
-          // was lost (they travel at most once, like pushes). The API's first page puts the
-          // list right: what it no longer lists leaves; what it lists again returns (unless
-          // a sync is on its way, whose answer brings new ones as news).
-          reconciles += 1;
-          fetchLatest(!gap && !syncing);
-        }
+        if (overtakes(msg)) holdPong(msg);
+        else judgePong(msg);
         break;
       case "error":
         if (window.console) console.warn("notifications:", msg.code, msg.detail);
@@ -2034,6 +2022,61 @@
     post({ k: "frame", frame: msg, news: news, unread: unread, cursor: lastId, loaded: loaded });
     emit("frame", msg);
     if (news.length) { heardNews(news); queueNews(news); }
+  }
+
+  /* Pushes travel at most once. The server names the last notification it delivered to us
+   * and our unread count: if we never got that one, a push was lost — sync (its items are
+   * already in this count, so they add nothing). */
+  function judgePong(msg) {
+    var drifted = typeof msg.unread === "number" && msg.unread !== unread;
+    // More unread than this page can explain: something reached the server and not the
+    // page (a hole before a push that did arrive, a burst the layer dropped).
+    var countShort = typeof msg.unread === "number" && msg.unread > unread;
+    if (typeof msg.unread === "number") setUnread(msg.unread);
+    var syncing = syncQueue.length > 0; // its answer will bring what is new, as news
+    // A push was lost if the pong names a last id this page does not hold, or counts
+    // more unread than the page does (a hole before a push that arrived). Comparing
+    // with the cursor alone, which stays behind rows younger than SYNC_SETTLE_SECONDS,
+    // sent nearly every pong after a push syncing: a query and a write per browser per
+    // minute of news, for nothing.
+    var gap = msg.last_id != null && msg.last_id !== lastId &&
+      (!holds(msg.last_id) || countShort) && !syncing;
+    if (gap) {
+      gapSyncs += 1;
+      sync(true);
+    }
+    if (drifted && loaded) {
+      // A count we cannot explain: a read, Done, snooze or unarchive elsewhere whose push
+      // was lost (they travel at most once, like pushes). The API's first page puts the
+      // list right: what it no longer lists leaves; what it lists again returns (unless
+      // a sync is on its way, whose answer brings new ones as news).
+      reconciles += 1;
+      fetchLatest(!gap && !syncing);
+    }
+  }
+
+  /* Whether a pong names a notification this page does not hold (and no sync is on its way
+   * to bring it): the push may still be coming. A broadcast's rows are in the database as
+   * soon as it is recorded; the last of thousands of sockets gets the push a while later. */
+  function overtakes(msg) {
+    return msg.last_id != null && msg.last_id !== lastId && !holds(msg.last_id) &&
+      syncQueue.length === 0;
+  }
+
+  /* Judge such a pong PONG_GRACE later: by then the push has come, with its count (nothing
+   * to do), or it was lost (sync; the answer brings the count). Judged at once, every
+   * browser whose pong fell inside a broadcast's fan-out synced, a query each in the middle
+   * of the fan-out they slowed down, and took a count the push then added to again. */
+  function holdPong(msg) {
+    heldPongs += 1;
+    // One judgement at a time, the first pong's: later pongs must not keep postponing it.
+    if (pongGraceTimer !== null) return;
+    pongGraceTimer = window.setTimeout(function () {
+      pongGraceTimer = null;
+      if (!overtakes(msg)) return;
+      gapSyncs += 1;
+      sync(true);
+    }, PONG_GRACE);
   }
 
   /* A `missed` answer's recalls and edits of late (a page that was offline, or lost their

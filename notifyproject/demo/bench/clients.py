@@ -7,9 +7,9 @@ the origin check and ``AuthMiddlewareStack`` (a user may hold several: the tabs 
 scenario). In ``bell`` mode a socket behaves like the socket of bell.js's leader tab, the one
 socket a browser holds (its other tabs follow over BroadcastChannel and open none): ``sync``
 after ``hello``, an ``ack`` for every notification, a ``ping`` every 30 s, a ``sync`` when a
-``pong`` names a last id it does not hold, and ``seen`` for every pushed notification (bell.js
-toasts it); acks batched per socket over 250 ms and seen ids over a second, as bell.js
-batches them. In ``passive`` mode it
+``pong`` names a last id it still does not hold two seconds later, and ``seen`` for every
+pushed notification (bell.js toasts it); acks batched per socket over 250-1,000 ms and seen
+ids over 2-4 s, as bell.js batches them. In ``passive`` mode it
 only listens. A frame is timestamped with ``time.time()`` the moment ``recv()`` hands it over,
 before it is parsed; a frame sent on command is timestamped right before ``send()``.
 
@@ -54,8 +54,10 @@ from websockets.exceptions import ConnectionClosed
 
 PING_EVERY = 30.0  # bell.js's PING_EVERY
 # bell.js batches both per socket: acks for ACK_DELAY (at most four frames a second, whatever
-# arrives), seen ids for SEEN_DELAY (nothing waits for them).
-DELAYS = {"ack": 0.25, "seen": 1.0}
+# arrives), seen ids for SEEN_DELAY (2 s: nothing waits for them), each plus a random part up
+# to its SPREAD, so that browsers answering one broadcast do not answer it all at once.
+DELAYS = {"ack": 0.25, "seen": 2.0}
+SPREADS = {"ack": 0.75, "seen": 2.0}
 MAX_IDS = 500  # the server's per-frame cap (NOTIFICATIONS["MAX_IDS"])
 # The frames that tell every socket of a user about a change of state (other tabs follow).
 STATE_FRAMES = frozenset({"read", "archived", "unarchived", "unread", "snoozed"})
@@ -64,6 +66,7 @@ STATE_FRAMES = frozenset({"read", "archived", "unarchived", "unread", "snoozed"}
 ID_FRAMES = STATE_FRAMES | {"recalled"}
 CLOSE_TIMEOUT = 10.0
 SYNC_WAIT = 10.0  # longest wait for unanswered syncs before closing
+PONG_GRACE = 2.0  # bell.js's PONG_GRACE_MS: how long a push may trail the pong naming it
 
 
 def _dumps(data: Any) -> str:
@@ -81,6 +84,7 @@ class Clients:
         self.ping_queue: list[tuple[float, int]] = []
         self.syncing: set[int] = set()  # sockets whose sync has not been answered yet
         self.sync_answered = asyncio.Event()
+        self.gap_syncs: set[asyncio.Task[None]] = set()  # held: the loop keeps weak refs
         self.arrivals: list[tuple[int, int, float]] = []
         self.events: list[tuple[int, str, list[int], float]] = []
         self.cursors: dict[int, int | None] = {}  # bell mode: each socket's sync cursor
@@ -193,17 +197,14 @@ class Clients:
                     if ids:
                         self._queue("ack", key, ids)
                 elif kind == "pong" and self.mode == "bell":
-                    # As bell.js: a last id this socket does not hold means a push was lost.
+                    # As bell.js: a last id this socket still does not hold PONG_GRACE after
+                    # the pong named it means a push was lost (the pong may have overtaken
+                    # a push on its way to thousands of sockets).
                     last_id = frame.get("last_id")
-                    behind = (
-                        last_id is not None
-                        and last_id != self.cursors.get(key)
-                        and last_id not in self.held.get(key, ())
-                    )
-                    if behind and key not in self.syncing:
-                        self.syncing.add(key)
-                        self.frames["sent:gap_sync"] += 1
-                        await self._send(ws, {"type": "sync", "since": self.cursors.get(key)})
+                    if self._behind(key, last_id):
+                        asyncio.get_running_loop().call_later(
+                            PONG_GRACE, self._gap_sync_if_behind, key, ws, last_id
+                        )
         except ConnectionClosed:
             pass
         except Exception as exc:  # a malformed frame: note it, keep the process alive
@@ -220,11 +221,31 @@ class Clients:
                     self.due.pop((kind, key), None)
                 self.sync_answered.set()
 
+    def _behind(self, key: int, last_id: int | None) -> bool:
+        return (
+            last_id is not None
+            and last_id != self.cursors.get(key)
+            and last_id not in self.held.get(key, ())
+        )
+
+    def _gap_sync_if_behind(self, key: int, ws: ClientConnection, last_id: int) -> None:
+        if self.sockets.get(key) is not ws or self.closing or key in self.syncing:
+            return
+        if self._behind(key, last_id):
+            self.syncing.add(key)
+            self.frames["sent:gap_sync"] += 1
+            task = asyncio.get_running_loop().create_task(
+                self._send(ws, {"type": "sync", "since": self.cursors.get(key)})
+            )
+            self.gap_syncs.add(task)
+            task.add_done_callback(self.gap_syncs.discard)
+
     def _queue(self, kind: str, key: int, ids: list[int]) -> None:
         waiting = self.waiting.get((kind, key))
         if waiting is None:
             self.waiting[(kind, key)] = list(ids)
-            self.due[(kind, key)] = time.monotonic() + DELAYS[kind]
+            spread = random.uniform(0, SPREADS[kind])  # noqa: S311
+            self.due[(kind, key)] = time.monotonic() + DELAYS[kind] + spread
         else:
             waiting.extend(ids)
 
