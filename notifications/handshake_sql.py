@@ -92,6 +92,25 @@ def badge_state(user_id: UserId, now: datetime | None = None) -> tuple[int, int 
 
 
 @cache
+def _unread_sql(alias: str) -> str:
+    return f"SELECT {_badge_subqueries(alias)[0]}"
+
+
+def unread_count(user_id: UserId, now: datetime | None = None) -> int:
+    """``badge_state``'s count alone: every read, Done, snooze and unread answers with it,
+    and the ORM compiled its aggregate anew each time (a tenth of daphne's GIL under T1)."""
+    alias = router.db_for_read(Delivery)
+    connection = connections[alias]
+    moment = connection.ops.adapt_datetimefield_value(now or timezone.now())
+    user = _prep(Delivery, "user", user_id, connection)
+    params = [user, DeliveryState.PENDING.value, DeliveryState.DELIVERED.value, moment, moment]
+    with connection.cursor() as cursor:
+        cursor.execute(_unread_sql(alias), params)
+        (unread,) = cursor.fetchone()
+    return int(unread or 0)
+
+
+@cache
 def _groups_sql(alias: str) -> str:
     through = get_user_model().groups.through
     qn = connections[alias].ops.quote_name

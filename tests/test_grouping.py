@@ -19,6 +19,7 @@ from notifications.selectors import (
     missed_since,
     notification_page,
     unread_count,
+    unread_count_by_orm,
 )
 from notifications.services import deliveries_archive, deliveries_mark_read
 from tests.factories import UserFactory
@@ -82,6 +83,50 @@ def test_read_archived_and_snoozed_rows_of_a_group_do_not_count(me) -> None:
     assert (unread_count(me), badge_state(me.pk)[0], inbox_counts(me)["unread"]) == (0, 0, 0)
     Delivery.objects.filter(notification_id=third).update(snoozed_until=timezone.now())
     assert (unread_count(me), badge_state(me.pk)[0], inbox_counts(me)["unread"]) == (1, 1, 1)
+
+
+def test_the_count_built_once_agrees_with_the_orm_row_by_row(me, other) -> None:
+    """``unread_count`` is SQL built once (handshake_sql); the ORM's aggregate is its
+    reference, case by case, after each change."""
+    now = timezone.now()
+
+    def counts() -> tuple[int, int]:
+        return unread_count(me), unread_count_by_orm(me)
+
+    assert counts() == (0, 0)
+    steps = [
+        (lambda: deliver(me), 1),
+        (lambda: deliver(me, state=DeliveryState.PENDING), 2),
+        (lambda: deliver(me, state=DeliveryState.READ), 2),
+        (lambda: [deliver(me, "k", name) for name in ("Ana", "Bo", "Ana")], 3),
+        (lambda: deliver(me, "k2", "Cy", state=DeliveryState.READ), 3),
+        (lambda: deliver(me, expires_at=now - timedelta(seconds=1)), 3),
+        (lambda: deliver(me, expires_at=now + timedelta(hours=1)), 4),
+        (lambda: deliver(me, recalled_at=now), 4),
+        (lambda: deliver(other), 4),
+        (lambda: deliveries_archive(me, [deliver(me)]), 4),
+        (
+            lambda: Delivery.objects.filter(notification_id=deliver(me)).update(
+                snoozed_until=now + timedelta(hours=1)
+            ),
+            4,
+        ),
+        (
+            lambda: Delivery.objects.filter(notification_id=deliver(me)).update(
+                snoozed_until=now - timedelta(seconds=1)
+            ),
+            5,
+        ),
+    ]
+    for change, expected in steps:
+        change()
+        assert counts() == (expected, expected)
+
+
+def test_the_count_is_one_statement(me, django_assert_num_queries) -> None:
+    deliver(me, "k", "Ana")
+    with django_assert_num_queries(1):
+        assert unread_count(me) == 1
 
 
 def test_other_counts_of_the_inbox_stay_per_row(me) -> None:
