@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from functools import cache
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from django.contrib.auth import get_user_model
 from django.db import connections, router
@@ -80,15 +80,21 @@ def badge_state(user_id: UserId, now: datetime | None = None) -> tuple[int, int 
     scheduled notification has an old id and is dispatched late. A client that does not
     know this id has missed something.
     """
+    alias, connection, params = _count_params(user_id, now)
+    with connection.cursor() as cursor:
+        cursor.execute(_badge_sql(alias), [*params, params[0]])
+        unread, last_id = cursor.fetchone()
+    return int(unread or 0), last_id
+
+
+def _count_params(user_id: UserId, now: datetime | None) -> tuple[str, Any, list[object]]:
+    """The database alias, its connection and the count subquery's parameters."""
     alias = router.db_for_read(Delivery)
     connection = connections[alias]
     moment = connection.ops.adapt_datetimefield_value(now or timezone.now())
     user = _prep(Delivery, "user", user_id, connection)
     params = [user, DeliveryState.PENDING.value, DeliveryState.DELIVERED.value, moment, moment]
-    with connection.cursor() as cursor:
-        cursor.execute(_badge_sql(alias), [*params, user])
-        unread, last_id = cursor.fetchone()
-    return int(unread or 0), last_id
+    return alias, connection, params
 
 
 @cache
@@ -99,11 +105,7 @@ def _unread_sql(alias: str) -> str:
 def unread_count(user_id: UserId, now: datetime | None = None) -> int:
     """``badge_state``'s count alone: every read, Done, snooze and unread answers with it,
     and the ORM compiled its aggregate anew each time (a tenth of daphne's GIL under T1)."""
-    alias = router.db_for_read(Delivery)
-    connection = connections[alias]
-    moment = connection.ops.adapt_datetimefield_value(now or timezone.now())
-    user = _prep(Delivery, "user", user_id, connection)
-    params = [user, DeliveryState.PENDING.value, DeliveryState.DELIVERED.value, moment, moment]
+    alias, connection, params = _count_params(user_id, now)
     with connection.cursor() as cursor:
         cursor.execute(_unread_sql(alias), params)
         (unread,) = cursor.fetchone()
