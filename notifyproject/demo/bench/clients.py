@@ -66,7 +66,7 @@ STATE_FRAMES = frozenset({"read", "archived", "unarchived", "unread", "snoozed"}
 ID_FRAMES = STATE_FRAMES | {"recalled"}
 CLOSE_TIMEOUT = 10.0
 SYNC_WAIT = 10.0  # longest wait for unanswered syncs before closing
-PONG_GRACE = 2.0  # bell.js's PONG_GRACE_MS: how long a push may trail the pong naming it
+PONG_GRACE = 2.0  # bell.js's PONG_GRACE (ms there): how long a push may trail its pong
 
 
 def _dumps(data: Any) -> str:
