@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 import re
 import uuid
 from dataclasses import dataclass
@@ -482,7 +483,19 @@ def _is_id(value: Any) -> bool:
 
 
 def layer_created_event(notification: SerializedNotification, group: str) -> dict[str, Any]:
-    return {"type": "notify.created", "group": group, "notification": notification}
+    """A push of ``notification`` to ``group``; ``send`` names this one send.
+
+    A notification may be pushed again on purpose (a snooze that came back, an admin's
+    re-push), so its id does not name a send. channels-redis hands a message over twice
+    when Redis fails between the hand-over and the clean-up of its backup (a Sentinel
+    failover); the hub drops the second by its ``send`` (``fanout.LocalHub``).
+    """
+    return {
+        "type": "notify.created",
+        "group": group,
+        "notification": notification,
+        "send": random.getrandbits(63),
+    }
 
 
 def layer_read_event(ids: list[int], unread: int, group: str) -> dict[str, Any]:

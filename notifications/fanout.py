@@ -10,6 +10,7 @@ loop that yields now and then, so other sockets' traffic is never held up for lo
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import logging
@@ -39,6 +40,9 @@ REFRESH_CONCURRENCY = 200
 # silent), doubling up to the ceiling: a returning Redis is written to within 5 s.
 RETRY_MIN_SECONDS = 0.2
 RETRY_MAX_SECONDS = 5.0
+# Pushes remembered per process to drop one the layer hands over twice: minutes of a busy
+# site's pushes, ~1 MB.
+RECENT_SENDS = 10_000
 
 
 class Member(Protocol):
@@ -64,6 +68,11 @@ class LocalHub:
         self.encode = encode
         # channels-redis: messages queued behind the first are taken in batches.
         self._drains = layer_receive.supports_drain(layer)
+        self._drain: layer_receive.QueueDrain | None = None
+        # The last pushes fanned out, by their send (a message the layer hands over again
+        # comes within seconds of the first).
+        self._recent_sends: collections.deque[int] = collections.deque(maxlen=RECENT_SENDS)
+        self._sends: set[int] = set()
         self.channel: str | None = None
         self.members: dict[str, set[Member]] = {}
         self._task: asyncio.Task[None] | None = None
@@ -341,16 +350,19 @@ class LocalHub:
         failed: the blocking receive takes over, and the batch is back in the queue)."""
         if not self._drains:
             return False
+        drain = self._drain
+        if drain is None or drain.channel != channel:
+            drain = self._drain = layer_receive.QueueDrain(self.layer, channel)
         try:
             async with asyncio.timeout(HUB_WRITE_SECONDS):
-                batch = await layer_receive.drain(self.layer, channel)
+                batch = await drain.take()
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             logger.warning("Taking queued fan-out messages failed (%r)", exc)
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(Exception):  # if not now, before the next take
                 async with asyncio.timeout(HUB_WRITE_SECONDS):
-                    await layer_receive.restore(self.layer, channel)
+                    await drain.put_back()
             return False
         for index, event in enumerate(batch, start=1):
             await self._fan_out_safely(event)
@@ -358,10 +370,26 @@ class LocalHub:
                 await asyncio.sleep(0)
         return bool(batch)
 
+    def _handed_over_before(self, event: dict[str, Any]) -> bool:
+        """Whether this process fanned out this very send before (``layer_created_event``)."""
+        send = event.get("send")
+        if send is None:
+            return False
+        if send in self._sends:
+            return True
+        if len(self._recent_sends) == self._recent_sends.maxlen:
+            self._sends.discard(self._recent_sends[0])
+        self._recent_sends.append(send)
+        self._sends.add(send)
+        return False
+
     async def fan_out(self, event: dict[str, Any]) -> int:
         """Hand one event to every local member of its group; return how many got it."""
         members = list(self.members.get(event.get("group", ""), ()))
         if not members:
+            return 0
+        if self._handed_over_before(event):
+            logger.debug("Dropping a push handed over twice by the layer: %s", event["send"])
             return 0
         frame = self.encode(event)
         for index, member in enumerate(members, start=1):
