@@ -150,6 +150,7 @@ class Population:
                 through.objects.bulk_create(
                     [through(user_id=pk, group_id=self.group_id) for pk in new], batch_size=1000
                 )
+            self.refresh_planner_stats()
         elif exact and missing < 0:
             extra = self.user_ids[count:]
             self._delete_users(extra)
@@ -206,6 +207,7 @@ class Population:
                 )
                 self.sessions[pk] = key
             model.objects.bulk_create(rows, batch_size=1000)
+            self.refresh_planner_stats()
             return
         for pk in user_ids:  # cache or signed-cookie sessions: one at a time
             store = store_class()
@@ -213,6 +215,26 @@ class Population:
             store.set_expiry(86400)
             store.save(must_create=True)
             self.sessions[pk] = str(store.session_key)
+
+    def refresh_planner_stats(self) -> None:
+        """PostgreSQL: ANALYZE the tables a run fills, as autovacuum soon would on a site.
+
+        A table last analysed nearly empty (a new database) keeps the planner guessing a few
+        rows where there are thousands: its plans for the handshake's and the verbs' queries
+        cost P1 its tail and T1 a second (README, "Benchmarks"). SQLite: nothing (Django
+        never runs its ANALYZE, so neither does a site).
+        """
+        if connection.vendor != "postgresql":
+            return
+        models: list[type[Model]] = [self.user_model, Notification, Delivery, CategoryPreference]
+        if hasattr(self.user_model, "groups"):  # a user model without PermissionsMixin: none
+            models.append(self.user_model.groups.through)
+        store_class = import_module(settings.SESSION_ENGINE).SessionStore
+        if hasattr(store_class, "get_model_class"):
+            models.append(store_class.get_model_class())
+        with connection.cursor() as cursor:
+            for model in models:
+                cursor.execute(f"ANALYZE {connection.ops.quote_name(model._meta.db_table)}")
 
     # ---- preferences ---------------------------------------------------------------------
 

@@ -253,6 +253,8 @@ class Bench:
         self.progress.phase(f"{TITLES[name]}")
         started = time.monotonic()
         try:
+            # What the last scenario wrote (a broadcast's 10,000 rows) is in the plans too.
+            self.ctx.population.refresh_planner_stats()
             RUNNERS[name](self.ctx, run)
         except KeyboardInterrupt:
             run.error = "interrupted"
