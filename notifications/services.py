@@ -26,6 +26,7 @@ from notifications.models import (
 )
 from notifications.preferences import recipients
 from notifications.selectors import bucket_field, item_filter, rows_in_status, unread_count
+from notifications.write_priority import foreground, give_way
 
 # Users per statement of the batched writes (acks, seen marks): well inside SQLite's limit
 # of bound variables.
@@ -428,6 +429,7 @@ def deliveries_mark_delivered_many(acks: dict[int, Iterable[UserId]]) -> int:
     # processes writing batches that share rows (one user, a socket on each) must never
     # hold one batch's row locks while waiting for the other's (a deadlock on PostgreSQL).
     for rows in _marks_statements(acks):
+        give_way()  # a user's verb in this process first (write_priority)
         marked += Delivery.objects.filter(rows, state=DeliveryState.PENDING).update(
             state=DeliveryState.DELIVERED, delivered_at=now
         )
@@ -488,6 +490,7 @@ class ReadResult:
     unread: int
 
 
+@foreground()
 def deliveries_mark_read(
     user: AbstractBaseUser | Any, ids: Iterable[int], *, group: bool = False
 ) -> ReadResult:
@@ -513,6 +516,7 @@ def deliveries_mark_read(
     return ReadResult(ids=changed, unread=unread_count(user))
 
 
+@foreground()
 def deliveries_mark_all_read(user: AbstractBaseUser | Any) -> ReadResult:
     """Mark every unread notification of the user read."""
     with transaction.atomic():
@@ -581,6 +585,7 @@ def _triage(
     )
 
 
+@foreground()
 def deliveries_archive(
     user: AbstractBaseUser | Any, ids: Iterable[int], *, group: bool = False
 ) -> TriageResult:
@@ -598,6 +603,7 @@ def deliveries_archive(
     )
 
 
+@foreground()
 def deliveries_unarchive(
     user: AbstractBaseUser | Any, ids: Iterable[int], *, group: bool = False
 ) -> TriageResult:
@@ -612,6 +618,7 @@ def deliveries_unarchive(
     )
 
 
+@foreground()
 def deliveries_mark_unread(
     user: AbstractBaseUser | Any, ids: Iterable[int], *, group: bool = False
 ) -> TriageResult:
@@ -641,6 +648,7 @@ def _make_unread(rows: Any) -> None:
     rows.filter(state=DeliveryState.READ).update(state=DeliveryState.DELIVERED, read_at=None)
 
 
+@foreground()
 def deliveries_snooze(
     user: AbstractBaseUser | Any, ids: Iterable[int], until: datetime, *, group: bool = False
 ) -> TriageResult:
@@ -684,6 +692,7 @@ def deliveries_mark_seen_many(seen: dict[int, Iterable[UserId]]) -> int:
     # One statement at a time (autocommit), as the acks: no batch holds locks for another.
     marks = {nid: list(dict.fromkeys(users)) for nid, users in seen.items()}
     for rows in _marks_statements(marks):
+        give_way()
         marked += Delivery.objects.filter(rows, seen_at__isnull=True).update(seen_at=now)
     return marked
 

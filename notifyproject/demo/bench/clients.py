@@ -53,6 +53,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 PING_EVERY = 30.0  # bell.js's PING_EVERY
+PING_JITTER = (0.85, 1.15)  # bell.js: PING_EVERY * (0.85 + Math.random() * 0.3)
 # bell.js batches both per socket: acks for ACK_DELAY (at most four frames a second, whatever
 # arrives), seen ids for SEEN_DELAY (2 s: nothing waits for them), each plus a random part up
 # to its SPREAD, so that browsers answering one broadcast do not answer it all at once.
@@ -306,7 +307,10 @@ class Clients:
                 ws = self.sockets.get(key)
                 if ws is None or self.next_ping.get(key) != at:
                     continue  # closed, or planned again since
-                self._plan_ping(key, now + PING_EVERY)
+                # As bell.js: each ping 85-115% of PING_EVERY after the last. A fixed period
+                # kept together every ping sent in one late wake-up: a clump of ~100
+                # pings (database calls in daphne) every 30 s, T1's whole tail.
+                self._plan_ping(key, now + PING_EVERY * random.uniform(*PING_JITTER))  # noqa: S311
                 await self._send(ws, {"type": "ping"})
             upcoming = self.ping_queue[0][0] if self.ping_queue else now + 1.0
             await asyncio.sleep(min(1.0, max(0.005, upcoming - time.monotonic())))
