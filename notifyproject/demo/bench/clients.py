@@ -6,7 +6,7 @@ is a logged-in user's socket: a real session cookie and an ``Origin`` header, th
 the origin check and ``AuthMiddlewareStack`` (a user may hold several: the tabs of the triage
 scenario). In ``bell`` mode a socket behaves like the socket of bell.js's leader tab, the one
 socket a browser holds (its other tabs follow over BroadcastChannel and open none): ``sync``
-after ``hello``, an ``ack`` for every notification, a ``ping`` every 30 s, a ``sync`` when a
+after ``hello``, an ``ack`` for every notification, a ``ping`` every 30 s ± 15%, a ``sync`` when a
 ``pong`` names a last id it still does not hold two seconds later, and ``seen`` for every
 pushed notification (bell.js toasts it); acks batched per socket over 250-1,000 ms and seen
 ids over 2-4 s, as bell.js batches them. In ``passive`` mode it

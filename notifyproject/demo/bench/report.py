@@ -231,7 +231,8 @@ def render_table(document: dict[str, Any], stream: IO[str]) -> str:
         lines.append(
             "bell clients: one socket = one browser (bell.js's leader tab; its other tabs "
             "follow over BroadcastChannel): acks (batched 250-1,000 ms), seen per toast "
-            "(batched 2-4 s), ping every 30 s, sync after hello and on a gap (2 s after a pong)"
+            "(batched 2-4 s), ping every 30 s ± 15%, sync after hello and on a gap (2 s after "
+            "a pong)"
         )
     if document["options"]["quick"]:
         lines.append("quick mode: sizes far below the issue's, so the marks are indicative only")
